@@ -1,0 +1,84 @@
+//! The command line: one file per subcommand group. Each file parses its arguments and
+//! calls into the library; `main.rs` only hands over the parsed `Cli`.
+
+pub mod admin;
+pub mod bench;
+pub mod demo;
+pub mod export;
+pub mod generate;
+pub mod images;
+pub mod model;
+pub mod prompts;
+pub mod report;
+pub mod serve;
+pub mod study;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "arenaxl", version, about = "Blind A/B human-preference studies of text-to-image models")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web platform (participant pages, JSON API, admin area).
+    Serve(serve::ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(serve::DbArgs),
+    /// Create, open and close studies.
+    #[command(subcommand)]
+    Study(study::StudyCommand),
+    /// Manage researcher/admin accounts.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Import prompts into a study.
+    #[command(subcommand)]
+    Prompts(prompts::PromptsCommand),
+    /// Import generated images into a study.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
+    /// Preference statistics and significance report from a votes file.
+    Report(report::ReportArgs),
+    /// Export a study's votes, a Pick-a-Pic style dataset, or its report.
+    Export(export::ExportArgs),
+    /// Generate an image from a diffusers model folder.
+    Generate(generate::GenerateArgs),
+    /// Model folders: random-weight presets and information.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Start a running platform with an open demo study.
+    Demo(demo::DemoArgs),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => block_on(serve::serve(args)),
+        Command::Migrate(args) => block_on(serve::migrate(args)),
+        Command::Study(cmd) => block_on(study::run(cmd)),
+        Command::Admin(cmd) => block_on(admin::run(cmd)),
+        Command::Prompts(cmd) => block_on(prompts::run(cmd)),
+        Command::Images(cmd) => block_on(images::run(cmd)),
+        Command::Report(args) => report::run(args),
+        Command::Export(args) => block_on(export::run(args)),
+        Command::Generate(args) => generate::run(args),
+        Command::Model(cmd) => model::run(cmd),
+        Command::Demo(args) => block_on(demo::run(args)),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}
+
+/// Runs an async command on a fresh multi-threaded runtime.
+pub fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(fut: F) -> anyhow::Result<()> {
+    crate::telemetry::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(fut)
+}

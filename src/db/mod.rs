@@ -1,0 +1,1 @@
+//! Postgres access (sqlx): pools, embedded cluster, queries. Migrations live in `migrations/`.

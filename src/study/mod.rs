@@ -1,0 +1,1 @@
+//! The study domain: studies, prompts, images, pairs, scheduling, participants, votes. The rules, no HTTP.
