@@ -1,13 +1,43 @@
-//! `arenaxl images …`.
+//! `arenaxl images import`.
 
-use clap::Subcommand;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::db::studies;
+use crate::study::images::{import_dir, ImageStore};
+
+use super::serve::{open_database, DbArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
-    /// Placeholder.
-    List,
+    /// Import images listed in DIR/manifest.jsonl (file, model, prompt, and optionally
+    /// prompt_id, category, seed, steps, guidance, scheduler). All or nothing.
+    Import(ImportArgs),
 }
 
-pub async fn run(_cmd: ImagesCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[arg(long)]
+    pub study: String,
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+pub async fn run(cmd: ImagesCommand) -> anyhow::Result<()> {
+    match cmd {
+        ImagesCommand::Import(a) => {
+            let database = open_database(&a.db).await?;
+            let study = studies::by_slug(&database.db.pool, &a.study).await?;
+            let store = ImageStore::new(a.db.data_dir.join("images"));
+            let count = import_dir(&database.db, &study, &a.dir, &store).await?;
+            println!(
+                "imported {} new images into '{}' ({} already there); the study has {} candidate pairs",
+                count.images_added, study.slug, count.images_existing, count.pairs_total
+            );
+        }
+    }
+    Ok(())
 }

@@ -16,7 +16,11 @@ pub mod study;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "arenaxl", version, about = "Blind A/B human-preference studies of text-to-image models")]
+#[command(
+    name = "arenaxl",
+    version,
+    about = "Blind A/B human-preference studies of text-to-image models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -1,24 +1,75 @@
-//! `arenaxl serve`, `arenaxl migrate`, `arenaxl bench votes`.
+//! `arenaxl serve` and `arenaxl migrate`, and the database connection every command that
+//! needs one shares: `DATABASE_URL` when set, else an embedded cluster in the data directory.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Args;
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {}
+use crate::config::Settings;
+use crate::db::embedded::EmbeddedPostgres;
+use crate::db::{options_from_url, Db};
+use crate::startup::Application;
 
-#[derive(Debug, Args)]
-pub struct DbArgs {}
-
-#[derive(Debug, Args)]
-pub struct BenchVotesArgs {}
-
-pub async fn serve(_args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// Where images, the cookie secret and (without DATABASE_URL) the embedded database live.
+    #[arg(long, env = "ARENAXL_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
 }
 
-pub async fn migrate(_args: DbArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
-pub async fn bench_votes(_args: BenchVotesArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// An open database, and the embedded cluster behind it if one was started (stopped on drop).
+pub struct Database {
+    pub db: Db,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+/// Connects (starting the embedded cluster when there is no `DATABASE_URL`) and migrates.
+pub async fn open_database(args: &DbArgs) -> anyhow::Result<Database> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let (options, embedded) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => (options_from_url(url.trim())?, None),
+        _ => {
+            let pg = EmbeddedPostgres::start(&args.data_dir).await?;
+            tracing::info!(
+                "started embedded Postgres under {}",
+                args.data_dir.join("postgres").display()
+            );
+            (pg.options(), Some(pg))
+        }
+    };
+    let db = Db::connect(options)
+        .await
+        .context("cannot connect to the database")?;
+    db.migrate().await.context("cannot apply migrations")?;
+    Ok(Database { db, embedded })
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let database = open_database(&args.db).await?;
+    let settings = Settings::new(args.bind, args.db.data_dir.clone())?;
+    let app = Application::build(settings, database.db.clone())?;
+    println!(
+        "ArenaXL listening on http://127.0.0.1:{}/ (admin area: /admin)",
+        app.port()
+    );
+    app.run_until_stopped().await?;
+    drop(database);
+    Ok(())
+}
+
+pub async fn migrate(args: DbArgs) -> anyhow::Result<()> {
+    let _database = open_database(&args).await?;
+    println!("migrations applied");
+    Ok(())
 }

@@ -1,13 +1,108 @@
-//! `arenaxl study …`.
+//! `arenaxl study create|open|close|list`.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+
+use crate::db::studies;
+use crate::study::{StudyForm, StudySettings, StudyStatus};
+
+use super::serve::{open_database, DbArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum StudyCommand {
-    /// Placeholder.
-    List,
+    /// Create a study (in draft; open it when its images are in).
+    Create(CreateArgs),
+    /// Open a study to participants.
+    Open(SlugArgs),
+    /// Close a study: no new participants or votes.
+    Close(SlugArgs),
+    /// List studies.
+    List(DbArgs),
 }
 
-pub async fn run(_cmd: StudyCommand) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub slug: String,
+    #[arg(long)]
+    pub title: String,
+    /// Question shown above the images.
+    #[arg(long)]
+    pub question: Option<String>,
+    #[arg(long)]
+    pub instructions: Option<String>,
+    #[arg(long)]
+    pub consent_text: Option<String>,
+    /// A note shown on every participant page.
+    #[arg(long)]
+    pub notice: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub votes_per_participant: i32,
+    /// Share of comparisons that are attention checks (0-1).
+    #[arg(long, default_value_t = 0.1)]
+    pub gold_rate: f64,
+    /// Code shown at the end (random when not given).
+    #[arg(long)]
+    pub completion_code: Option<String>,
+    /// Where finished Prolific participants go; `{code}` is replaced.
+    #[arg(long)]
+    pub completion_url: Option<String>,
+    /// Do not offer "Tie".
+    #[arg(long)]
+    pub no_tie: bool,
+    /// Do not offer "Both bad".
+    #[arg(long)]
+    pub no_both_bad: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SlugArgs {
+    pub slug: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+pub async fn run(cmd: StudyCommand) -> anyhow::Result<()> {
+    match cmd {
+        StudyCommand::Create(a) => {
+            let settings = StudySettings::try_from(StudyForm {
+                slug: a.slug,
+                title: a.title,
+                question: a.question,
+                instructions: a.instructions,
+                consent_text: a.consent_text,
+                notice: a.notice,
+                votes_per_participant: Some(a.votes_per_participant),
+                gold_rate: Some(a.gold_rate),
+                completion_code: a.completion_code,
+                completion_url: a.completion_url,
+                allow_tie: !a.no_tie,
+                allow_both_bad: !a.no_both_bad,
+            })?;
+            let database = open_database(&a.db).await?;
+            let study = studies::insert(&database.db.pool, &settings).await?;
+            println!(
+                "created study '{}' (draft); completion code {}",
+                study.slug, study.completion_code
+            );
+        }
+        StudyCommand::Open(a) => {
+            let database = open_database(&a.db).await?;
+            studies::set_status(&database.db.pool, &a.slug, StudyStatus::Open).await?;
+            println!("study '{}' is open", a.slug);
+        }
+        StudyCommand::Close(a) => {
+            let database = open_database(&a.db).await?;
+            studies::set_status(&database.db.pool, &a.slug, StudyStatus::Closed).await?;
+            println!("study '{}' is closed", a.slug);
+        }
+        StudyCommand::List(db) => {
+            let database = open_database(&db).await?;
+            for s in studies::list(&database.db.pool).await? {
+                println!("{}\t{}\t{}", s.slug, s.status.as_str(), s.title);
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,1 +1,80 @@
-//! Postgres access (sqlx): pools, embedded cluster, queries. Migrations live in `migrations/`.
+//! Postgres access (sqlx): connection pools, the embedded cluster used when no
+//! `DATABASE_URL` is given, migrations, and the queries of each part of the domain.
+//! Migrations live in `migrations/` at the top of the repository.
+
+pub mod admins;
+pub mod content;
+pub mod dashboard;
+pub mod embedded;
+pub mod participation;
+pub mod studies;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Executor};
+
+/// Two pools on the same database. `pool` commits durably (votes, imports, accounts);
+/// `relaxed` commits without waiting for the WAL flush, for rows whose loss in a crash is
+/// harmless (a participant's pending assignment is simply issued again). A durable commit
+/// that follows flushes everything before it, so a vote never refers to a lost row.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: PgPool,
+    pub relaxed: PgPool,
+}
+
+impl Db {
+    pub async fn connect(options: PgConnectOptions) -> Result<Db, sqlx::Error> {
+        let options = options.log_statements(tracing::log::LevelFilter::Trace);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        let relaxed = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET synchronous_commit = off").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Db { pool, relaxed })
+    }
+
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await
+    }
+}
+
+/// Parses a `postgres://` URL into connection options, naming the variable on error.
+pub fn options_from_url(url: &str) -> anyhow::Result<PgConnectOptions> {
+    url.parse::<PgConnectOptions>()
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid Postgres URL: {e}"))
+}
+
+/// Creates a fresh, empty database named `name` on the server behind `admin` and returns
+/// options pointing at it. Used by tests and benchmarks, which never share a database.
+pub async fn create_database(
+    admin: &PgConnectOptions,
+    name: &str,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    let mut conn = admin.connect().await?;
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    conn.execute(format!("CREATE DATABASE {quoted}").as_str())
+        .await?;
+    Ok(admin.clone().database(name))
+}
+
+/// Drops a database created by [`create_database`], disconnecting any sessions left on it.
+pub async fn drop_database(admin: &PgConnectOptions, name: &str) -> Result<(), sqlx::Error> {
+    let mut conn = admin.connect().await?;
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    conn.execute(format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)").as_str())
+        .await?;
+    Ok(())
+}

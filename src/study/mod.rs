@@ -1,1 +1,16 @@
-//! The study domain: studies, prompts, images, pairs, scheduling, participants, votes. The rules, no HTTP.
+//! The study domain: studies, prompts, images, candidate pairs, scheduling, participants
+//! and votes. The rules live here, with no HTTP; SQL lives in `db`. Input is parsed into
+//! these types at the boundary (`TryFrom`), so an invalid study cannot be built.
+
+pub mod admins;
+pub mod dashboard;
+pub mod error;
+pub mod export;
+pub mod images;
+pub mod participation;
+pub mod prompts;
+pub mod scheduler;
+pub mod types;
+
+pub use error::StudyError;
+pub use types::*;

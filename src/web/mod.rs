@@ -1,1 +1,10 @@
-//! actix-web: routes per audience (participant, api, admin), extractors, errors mapped to responses.
+//! actix-web: routes per audience (participant pages, JSON API, admin area), the shared
+//! state they use, extractors, and the mapping of domain errors to responses.
+
+pub mod admin;
+pub mod api;
+pub mod errors;
+pub mod metrics;
+pub mod participant;
+pub mod ratelimit;
+pub mod state;

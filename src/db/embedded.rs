@@ -1,0 +1,235 @@
+//! A private Postgres cluster under the data directory, for single-machine use without a
+//! `DATABASE_URL`. It uses the server binaries found on PATH or under
+//! /usr/lib/postgresql/*/bin, listens only on a Unix socket, and is stopped on exit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Executor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error(
+        "no DATABASE_URL is set and no Postgres server binaries (initdb, pg_ctl) were found on PATH \
+         or under /usr/lib/postgresql/*/bin. Either set DATABASE_URL=postgres://user@host:port/db, \
+         or start the bundled database with `docker compose up -d db` and set \
+         DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/arenaxl"
+    )]
+    NoBinaries,
+    #[error("{command} failed: {detail}")]
+    Command { command: String, detail: String },
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("embedded Postgres started but refused a connection: {0}")]
+    Connect(#[from] sqlx::Error),
+}
+
+pub struct EmbeddedPostgres {
+    bin_dir: PathBuf,
+    pgdata: PathBuf,
+    socket_dir: PathBuf,
+    port: u16,
+    run_as: Option<String>,
+}
+
+impl EmbeddedPostgres {
+    /// Initialises (first time) and starts the cluster in `data_dir/postgres`.
+    pub async fn start(data_dir: &Path) -> Result<EmbeddedPostgres, EmbeddedError> {
+        let bin_dir = find_bin_dir().ok_or(EmbeddedError::NoBinaries)?;
+        let pgdata = absolute(&data_dir.join("postgres"))?;
+        // Postgres refuses to run as root: hand the cluster to the `postgres` account then.
+        let run_as = if running_as_root() {
+            Some("postgres".to_string())
+        } else {
+            None
+        };
+        std::fs::create_dir_all(&pgdata).map_err(|source| EmbeddedError::Io {
+            path: pgdata.clone(),
+            source,
+        })?;
+        // Socket paths are limited to ~100 bytes: keep the socket in a short private folder.
+        let socket_dir = std::env::temp_dir().join(format!("arenaxl-pg-{}", short_hash(&pgdata)));
+        std::fs::create_dir_all(&socket_dir).map_err(|source| EmbeddedError::Io {
+            path: socket_dir.clone(),
+            source,
+        })?;
+        if let Some(user) = &run_as {
+            for dir in [&pgdata, &socket_dir] {
+                run(Command::new("chown").arg("-R").arg(user).arg(dir), "chown")?;
+            }
+        }
+        let port = free_port();
+        let this = EmbeddedPostgres {
+            bin_dir,
+            pgdata,
+            socket_dir,
+            port,
+            run_as,
+        };
+        if !this.pgdata.join("PG_VERSION").exists() {
+            this.pg(
+                "initdb",
+                &[
+                    "-D",
+                    path_str(&this.pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                ],
+            )?;
+        }
+        let log = this.pgdata.join("server.log");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=''",
+            this.port,
+            this.socket_dir.display()
+        );
+        this.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&this.pgdata),
+                "-l",
+                path_str(&log),
+                "-w",
+                "-o",
+                &opts,
+                "start",
+            ],
+        )?;
+        let mut conn = this.admin_options().connect().await?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = 'arenaxl'")
+                .fetch_optional(&mut conn)
+                .await?;
+        if exists.is_none() {
+            conn.execute("CREATE DATABASE arenaxl").await?;
+        }
+        Ok(this)
+    }
+
+    fn admin_options(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .socket(&self.socket_dir)
+            .port(self.port)
+            .username("postgres")
+            .database("postgres")
+    }
+
+    /// Connection options for the application's database in this cluster.
+    pub fn options(&self) -> PgConnectOptions {
+        self.admin_options().database("arenaxl")
+    }
+
+    /// Stops the cluster (fast shutdown: open sessions are rolled back, data is kept).
+    pub fn stop(&self) -> Result<(), EmbeddedError> {
+        self.pg(
+            "pg_ctl",
+            &["-D", path_str(&self.pgdata), "-m", "fast", "-w", "stop"],
+        )
+    }
+
+    fn pg(&self, tool: &str, args: &[&str]) -> Result<(), EmbeddedError> {
+        let program = self.bin_dir.join(tool);
+        let mut cmd = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.arg("-u").arg(user).arg("--").arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        cmd.args(args);
+        run(&mut cmd, tool)
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        if let Err(err) = self.stop() {
+            tracing::warn!("could not stop embedded Postgres: {err}");
+        }
+    }
+}
+
+fn run(cmd: &mut Command, name: &str) -> Result<(), EmbeddedError> {
+    let output = cmd.output().map_err(|e| EmbeddedError::Command {
+        command: name.to_string(),
+        detail: e.to_string(),
+    })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(EmbeddedError::Command {
+            command: name.to_string(),
+            detail: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stderr),
+                String::from_utf8_lossy(&output.stdout)
+            ),
+        })
+    }
+}
+
+/// The directory holding initdb and pg_ctl: PATH first, then the newest Debian layout.
+fn find_bin_dir() -> Option<PathBuf> {
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                return Some(dir);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(54329)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, EmbeddedError> {
+    std::path::absolute(path).map_err(|source| EmbeddedError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap_or_default()
+}
+
+fn short_hash(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..6])
+}

@@ -1,0 +1,148 @@
+//! Queries on studies.
+
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+use crate::study::{Study, StudyError, StudySettings, StudyStatus};
+
+#[derive(FromRow)]
+struct StudyRow {
+    id: Uuid,
+    slug: String,
+    title: String,
+    question: String,
+    instructions: String,
+    consent_text: String,
+    notice: String,
+    votes_per_participant: i32,
+    allow_tie: bool,
+    allow_both_bad: bool,
+    gold_rate: f64,
+    completion_code: String,
+    completion_url: String,
+    status: String,
+    pairs_version: i64,
+}
+
+impl TryFrom<StudyRow> for Study {
+    type Error = StudyError;
+    fn try_from(r: StudyRow) -> Result<Self, StudyError> {
+        Ok(Study {
+            id: r.id,
+            slug: r.slug,
+            title: r.title,
+            question: r.question,
+            instructions: r.instructions,
+            consent_text: r.consent_text,
+            notice: r.notice,
+            votes_per_participant: r.votes_per_participant,
+            allow_tie: r.allow_tie,
+            allow_both_bad: r.allow_both_bad,
+            gold_rate: r.gold_rate,
+            completion_code: r.completion_code,
+            completion_url: r.completion_url,
+            status: StudyStatus::parse(&r.status)?,
+            pairs_version: r.pairs_version,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, slug, title, question, instructions, consent_text, notice, votes_per_participant, \
+    allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, status, pairs_version";
+
+pub async fn insert(pool: &PgPool, s: &StudySettings) -> Result<Study, StudyError> {
+    let row: Result<StudyRow, sqlx::Error> = sqlx::query_as(&format!(
+        "INSERT INTO studies (id, slug, title, question, instructions, consent_text, notice, \
+         votes_per_participant, allow_tie, allow_both_bad, gold_rate, completion_code, completion_url) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(s.slug.as_str())
+    .bind(&s.title)
+    .bind(&s.question)
+    .bind(&s.instructions)
+    .bind(&s.consent_text)
+    .bind(&s.notice)
+    .bind(s.votes_per_participant)
+    .bind(s.allow_tie)
+    .bind(s.allow_both_bad)
+    .bind(s.gold_rate)
+    .bind(&s.completion_code)
+    .bind(&s.completion_url)
+    .fetch_one(pool)
+    .await;
+    match row {
+        Ok(row) => row.try_into(),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StudyError::Conflict(
+            format!("a study with slug '{}' already exists", s.slug),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Updates a study's settings; the slug cannot change (it is in participants' links).
+pub async fn update(pool: &PgPool, id: Uuid, s: &StudySettings) -> Result<Study, StudyError> {
+    let row: StudyRow = sqlx::query_as(&format!(
+        "UPDATE studies SET title = $2, question = $3, instructions = $4, consent_text = $5, notice = $6, \
+         votes_per_participant = $7, allow_tie = $8, allow_both_bad = $9, gold_rate = $10, \
+         completion_code = $11, completion_url = $12 WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&s.title)
+    .bind(&s.question)
+    .bind(&s.instructions)
+    .bind(&s.consent_text)
+    .bind(&s.notice)
+    .bind(s.votes_per_participant)
+    .bind(s.allow_tie)
+    .bind(s.allow_both_bad)
+    .bind(s.gold_rate)
+    .bind(&s.completion_code)
+    .bind(&s.completion_url)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| StudyError::NotFound("study".into()))?;
+    row.try_into()
+}
+
+pub async fn by_slug(pool: &PgPool, slug: &str) -> Result<Study, StudyError> {
+    let row: Option<StudyRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM studies WHERE slug = $1"))
+            .bind(slug)
+            .fetch_optional(pool)
+            .await?;
+    row.ok_or_else(|| StudyError::NotFound(format!("study '{slug}'")))?
+        .try_into()
+}
+
+pub async fn by_id(pool: &PgPool, id: Uuid) -> Result<Study, StudyError> {
+    let row: Option<StudyRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM studies WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    row.ok_or_else(|| StudyError::NotFound("study".into()))?
+        .try_into()
+}
+
+pub async fn list(pool: &PgPool) -> Result<Vec<Study>, StudyError> {
+    let rows: Vec<StudyRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM studies ORDER BY created_at DESC"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(Study::try_from).collect()
+}
+
+pub async fn set_status(pool: &PgPool, slug: &str, status: StudyStatus) -> Result<(), StudyError> {
+    let done = sqlx::query("UPDATE studies SET status = $2 WHERE slug = $1")
+        .bind(slug)
+        .bind(status.as_str())
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StudyError::NotFound(format!("study '{slug}'")));
+    }
+    Ok(())
+}

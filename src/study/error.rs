@@ -1,0 +1,33 @@
+//! The domain's one error type; `web` maps each variant to a status code and a page or JSON.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    /// Input that does not satisfy a rule: which field, and why.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this study is not open for participants")]
+    NotOpen,
+    #[error("this assignment belongs to another participant")]
+    Forbidden,
+    #[error("unknown or expired participant session")]
+    Unauthenticated,
+    #[error("{0}")]
+    Import(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("storage error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StudyError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        StudyError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,626 @@
+//! The researcher/admin area: login (argon2), signed HttpOnly SameSite session cookies,
+//! a CSRF token on every form, studies, prompt import, dashboard and votes download.
+
+use std::future::{ready, Ready};
+
+use actix_session::{Session, SessionExt};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use askama::Template;
+use base64::Engine;
+use rand::RngCore;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::db::studies;
+use crate::study::dashboard::{self, Dashboard};
+use crate::study::prompts::{import_prompts, parse_prompts, PromptFormat};
+use crate::study::{admins, Study, StudyError, StudyForm, StudySettings, StudyStatus};
+
+use super::errors::{html, PageError};
+use super::participant::client_key;
+use super::state::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/login", web::get().to(login_page))
+        .route("/admin/login", web::post().to(login))
+        .route("/admin/logout", web::post().to(logout))
+        .route("/admin", web::get().to(studies_page))
+        .route("/admin/studies/new", web::get().to(new_study_page))
+        .route("/admin/studies/new", web::post().to(create_study))
+        .route("/admin/studies/{slug}", web::get().to(dashboard_page))
+        .route("/admin/studies/{slug}/edit", web::get().to(edit_study_page))
+        .route("/admin/studies/{slug}/edit", web::post().to(update_study))
+        .route("/admin/studies/{slug}/status", web::post().to(set_status))
+        .route("/admin/studies/{slug}/prompts", web::get().to(prompts_page))
+        .route(
+            "/admin/studies/{slug}/prompts",
+            web::post().to(import_prompts_form),
+        )
+        .route("/admin/studies/{slug}/votes.csv", web::get().to(votes_csv));
+}
+
+const ADMIN_KEY: &str = "admin_id";
+const CSRF_KEY: &str = "csrf";
+
+/// The session's CSRF token, created on first use.
+pub fn csrf_token(session: &Session) -> String {
+    if let Ok(Some(token)) = session.get::<String>(CSRF_KEY) {
+        return token;
+    }
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let _ = session.insert(CSRF_KEY, &token);
+    token
+}
+
+fn check_csrf(session: &Session, provided: &str) -> Result<(), AdminError> {
+    let expected = session
+        .get::<String>(CSRF_KEY)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let same = !expected.is_empty()
+        && expected.len() == provided.len()
+        && expected
+            .bytes()
+            .zip(provided.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(AdminError::Csrf)
+    }
+}
+
+/// Errors of the admin area: not logged in (sent to the login page), a missing or wrong
+/// CSRF token (403), or a page error.
+#[derive(Debug)]
+pub enum AdminError {
+    LoginRequired,
+    Csrf,
+    Page(PageError),
+}
+
+impl std::fmt::Display for AdminError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminError::LoginRequired => f.write_str("login required"),
+            AdminError::Csrf => f.write_str("invalid CSRF token"),
+            AdminError::Page(p) => p.fmt(f),
+        }
+    }
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AdminError::LoginRequired => StatusCode::SEE_OTHER,
+            AdminError::Csrf => StatusCode::FORBIDDEN,
+            AdminError::Page(p) => p.status,
+        }
+    }
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            AdminError::LoginRequired => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/admin/login"))
+                .finish(),
+            AdminError::Csrf => super::errors::message_page(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form was not sent from this session (missing or wrong CSRF token). Reload the page and try again.",
+            ),
+            AdminError::Page(p) => p.error_response(),
+        }
+    }
+}
+
+impl From<StudyError> for AdminError {
+    fn from(e: StudyError) -> Self {
+        AdminError::Page(e.into())
+    }
+}
+
+impl From<PageError> for AdminError {
+    fn from(e: PageError) -> Self {
+        AdminError::Page(e)
+    }
+}
+
+/// A logged-in researcher.
+pub struct Admin {
+    pub id: Uuid,
+    pub session: Session,
+}
+
+impl FromRequest for Admin {
+    type Error = AdminError;
+    type Future = Ready<Result<Self, AdminError>>;
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let session = req.get_session();
+        ready(match session.get::<Uuid>(ADMIN_KEY) {
+            Ok(Some(id)) => Ok(Admin { id, session }),
+            _ => Err(AdminError::LoginRequired),
+        })
+    }
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+#[derive(Template)]
+#[template(path = "admin/login.html")]
+struct LoginPage {
+    csrf: String,
+    error: Option<String>,
+}
+
+async fn login_page(session: Session) -> Result<HttpResponse, AdminError> {
+    Ok(html(LoginPage {
+        csrf: csrf_token(&session),
+        error: None,
+    })?)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, AdminError> {
+    check_csrf(&session, &form.csrf)?;
+    if !state.login_limiter.allow(&client_key(&req)) {
+        return Err(PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Slow down",
+            "Too many login attempts. Wait a minute.",
+        )
+        .into());
+    }
+    match admins::verify(&state.db, &form.email, &form.password).await? {
+        Some(id) => {
+            // A fresh session id on login defeats session fixation.
+            session.renew();
+            session.remove(CSRF_KEY);
+            let _ = session.insert(ADMIN_KEY, id);
+            Ok(see_other("/admin"))
+        }
+        None => {
+            let page = LoginPage {
+                csrf: csrf_token(&session),
+                error: Some("Wrong e-mail or password.".into()),
+            };
+            Ok(HttpResponse::Unauthorized()
+                .content_type("text/html; charset=utf-8")
+                .body(page.render().map_err(PageError::from)?))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(admin: Admin, form: web::Form<CsrfForm>) -> Result<HttpResponse, AdminError> {
+    check_csrf(&admin.session, &form.csrf)?;
+    admin.session.purge();
+    Ok(see_other("/admin/login"))
+}
+
+#[derive(Template)]
+#[template(path = "admin/studies.html")]
+struct StudiesPage {
+    csrf: String,
+    studies: Vec<Study>,
+}
+
+async fn studies_page(
+    admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AdminError> {
+    Ok(html(StudiesPage {
+        csrf: csrf_token(&admin.session),
+        studies: studies::list(&state.db.pool).await?,
+    })?)
+}
+
+/// The study form's fields as text, for re-display after an error.
+#[derive(Deserialize, Default, Clone)]
+struct StudyFields {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    slug: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    question: String,
+    #[serde(default)]
+    instructions: String,
+    #[serde(default)]
+    consent_text: String,
+    #[serde(default)]
+    notice: String,
+    #[serde(default)]
+    votes_per_participant: String,
+    #[serde(default)]
+    gold_rate: String,
+    #[serde(default)]
+    completion_code: String,
+    #[serde(default)]
+    completion_url: String,
+    #[serde(default)]
+    allow_tie: Option<String>,
+    #[serde(default)]
+    allow_both_bad: Option<String>,
+}
+
+struct FormView {
+    slug: String,
+    title: String,
+    question: String,
+    instructions: String,
+    consent_text: String,
+    notice: String,
+    votes_per_participant: String,
+    gold_rate: String,
+    completion_code: String,
+    completion_url: String,
+    allow_tie: bool,
+    allow_both_bad: bool,
+}
+
+impl From<&StudyFields> for FormView {
+    fn from(f: &StudyFields) -> Self {
+        FormView {
+            slug: f.slug.clone(),
+            title: f.title.clone(),
+            question: f.question.clone(),
+            instructions: f.instructions.clone(),
+            consent_text: f.consent_text.clone(),
+            notice: f.notice.clone(),
+            votes_per_participant: f.votes_per_participant.clone(),
+            gold_rate: f.gold_rate.clone(),
+            completion_code: f.completion_code.clone(),
+            completion_url: f.completion_url.clone(),
+            allow_tie: f.allow_tie.is_some(),
+            allow_both_bad: f.allow_both_bad.is_some(),
+        }
+    }
+}
+
+impl From<&Study> for FormView {
+    fn from(s: &Study) -> Self {
+        FormView {
+            slug: s.slug.clone(),
+            title: s.title.clone(),
+            question: s.question.clone(),
+            instructions: s.instructions.clone(),
+            consent_text: s.consent_text.clone(),
+            notice: s.notice.clone(),
+            votes_per_participant: s.votes_per_participant.to_string(),
+            gold_rate: s.gold_rate.to_string(),
+            completion_code: s.completion_code.clone(),
+            completion_url: s.completion_url.clone(),
+            allow_tie: s.allow_tie,
+            allow_both_bad: s.allow_both_bad,
+        }
+    }
+}
+
+impl TryFrom<&StudyFields> for StudySettings {
+    type Error = StudyError;
+    fn try_from(f: &StudyFields) -> Result<Self, StudyError> {
+        let opt = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let votes = match opt(&f.votes_per_participant) {
+            None => None,
+            Some(v) => Some(v.parse::<i32>().map_err(|_| {
+                StudyError::invalid(
+                    "votes_per_participant",
+                    format!("'{v}' is not a whole number"),
+                )
+            })?),
+        };
+        let gold =
+            match opt(&f.gold_rate) {
+                None => None,
+                Some(v) => Some(v.parse::<f64>().map_err(|_| {
+                    StudyError::invalid("gold_rate", format!("'{v}' is not a number"))
+                })?),
+            };
+        StudySettings::try_from(StudyForm {
+            slug: f.slug.clone(),
+            title: f.title.clone(),
+            question: opt(&f.question),
+            instructions: opt(&f.instructions),
+            consent_text: opt(&f.consent_text),
+            notice: opt(&f.notice),
+            votes_per_participant: votes,
+            gold_rate: gold,
+            completion_code: opt(&f.completion_code),
+            completion_url: opt(&f.completion_url),
+            allow_tie: f.allow_tie.is_some(),
+            allow_both_bad: f.allow_both_bad.is_some(),
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/study_form.html")]
+struct StudyFormPage {
+    csrf: String,
+    heading: String,
+    action: String,
+    editing: bool,
+    form: FormView,
+    error: Option<String>,
+}
+
+async fn new_study_page(admin: Admin) -> Result<HttpResponse, AdminError> {
+    let defaults = StudyFields {
+        votes_per_participant: "20".into(),
+        gold_rate: "0.1".into(),
+        completion_url: crate::study::DEFAULT_COMPLETION_URL.into(),
+        allow_tie: Some("on".into()),
+        allow_both_bad: Some("on".into()),
+        ..StudyFields::default()
+    };
+    Ok(html(StudyFormPage {
+        csrf: csrf_token(&admin.session),
+        heading: "New study".into(),
+        action: "/admin/studies/new".into(),
+        editing: false,
+        form: FormView::from(&defaults),
+        error: None,
+    })?)
+}
+
+fn form_with_error(
+    admin: &Admin,
+    fields: &StudyFields,
+    editing: bool,
+    err: StudyError,
+) -> Result<HttpResponse, AdminError> {
+    let status = match &err {
+        StudyError::Conflict(_) => StatusCode::CONFLICT,
+        StudyError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => return Err(err.into()),
+    };
+    let page = StudyFormPage {
+        csrf: csrf_token(&admin.session),
+        heading: if editing {
+            "Edit study".into()
+        } else {
+            "New study".into()
+        },
+        action: if editing {
+            format!("/admin/studies/{}/edit", fields.slug)
+        } else {
+            "/admin/studies/new".into()
+        },
+        editing,
+        form: FormView::from(fields),
+        error: Some(err.to_string()),
+    };
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page.render().map_err(PageError::from)?))
+}
+
+async fn create_study(
+    admin: Admin,
+    state: web::Data<AppState>,
+    form: web::Form<StudyFields>,
+) -> Result<HttpResponse, AdminError> {
+    check_csrf(&admin.session, &form.csrf)?;
+    let result = match StudySettings::try_from(&*form) {
+        Ok(settings) => studies::insert(&state.db.pool, &settings).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(study) => Ok(see_other(&format!("/admin/studies/{}", study.slug))),
+        Err(e) => form_with_error(&admin, &form, false, e),
+    }
+}
+
+async fn edit_study_page(
+    admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    Ok(html(StudyFormPage {
+        csrf: csrf_token(&admin.session),
+        heading: "Edit study".into(),
+        action: format!("/admin/studies/{}/edit", study.slug),
+        editing: true,
+        form: FormView::from(&study),
+        error: None,
+    })?)
+}
+
+async fn update_study(
+    admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    form: web::Form<StudyFields>,
+) -> Result<HttpResponse, AdminError> {
+    check_csrf(&admin.session, &form.csrf)?;
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    let mut fields = form.into_inner();
+    fields.slug = study.slug.clone();
+    let result = match StudySettings::try_from(&fields) {
+        Ok(settings) => studies::update(&state.db.pool, study.id, &settings).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(study) => Ok(see_other(&format!("/admin/studies/{}", study.slug))),
+        Err(e) => form_with_error(&admin, &fields, true, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    #[serde(default)]
+    csrf: String,
+    status: String,
+}
+
+async fn set_status(
+    admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    form: web::Form<StatusForm>,
+) -> Result<HttpResponse, AdminError> {
+    check_csrf(&admin.session, &form.csrf)?;
+    let status = StudyStatus::parse(&form.status)?;
+    studies::set_status(&state.db.pool, &slug, status).await?;
+    Ok(see_other(&format!("/admin/studies/{slug}")))
+}
+
+#[derive(Template)]
+#[template(path = "admin/dashboard.html")]
+struct DashboardPage {
+    csrf: String,
+    study: Study,
+    d: Dashboard,
+    gold_failure: String,
+    median_response: String,
+    participant_link: String,
+    flash: Option<String>,
+}
+
+async fn dashboard_page(
+    admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    let d = dashboard::load(&state.db, &study).await?;
+    let gold_failure = d
+        .gold_failure_rate()
+        .map(|r| format!("{:.1}%", r * 100.0))
+        .unwrap_or_else(|| "–".into());
+    let median_response = d
+        .totals
+        .median_response_ms
+        .map(|ms| format!("{:.1} s", ms / 1000.0))
+        .unwrap_or_else(|| "–".into());
+    let participant_link = format!(
+        "/s/{}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}",
+        study.slug
+    );
+    Ok(html(DashboardPage {
+        csrf: csrf_token(&admin.session),
+        study,
+        d,
+        gold_failure,
+        median_response,
+        participant_link,
+        flash: None,
+    })?)
+}
+
+#[derive(Template)]
+#[template(path = "admin/prompts.html")]
+struct PromptsPage {
+    csrf: String,
+    study: Study,
+    error: Option<String>,
+    flash: Option<String>,
+}
+
+async fn prompts_page(
+    admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    Ok(html(PromptsPage {
+        csrf: csrf_token(&admin.session),
+        study,
+        error: None,
+        flash: None,
+    })?)
+}
+
+#[derive(Deserialize)]
+struct PromptsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    format: String,
+    content: String,
+}
+
+async fn import_prompts_form(
+    admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    form: web::Form<PromptsForm>,
+) -> Result<HttpResponse, AdminError> {
+    check_csrf(&admin.session, &form.csrf)?;
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    let format = match form.format.as_str() {
+        "" | "auto" => Ok(PromptFormat::detect("pasted", &form.content)),
+        other => PromptFormat::parse(other),
+    };
+    let result = match format.and_then(|f| parse_prompts("pasted text", &form.content, f)) {
+        Ok(prompts) => import_prompts(&state.db, &study, &prompts).await,
+        Err(e) => Err(e),
+    };
+    let (status, error, flash) = match result {
+        Ok(count) => (
+            StatusCode::OK,
+            None,
+            Some(format!(
+                "Imported {} new prompts ({} were already there).",
+                count.added, count.existing
+            )),
+        ),
+        Err(e @ (StudyError::Import(_) | StudyError::Invalid { .. })) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let page = PromptsPage {
+        csrf: csrf_token(&admin.session),
+        study,
+        error,
+        flash,
+    };
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page.render().map_err(PageError::from)?))
+}
+
+async fn votes_csv(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    let body = crate::study::export::votes_csv(&state.db, &study).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{}-votes.csv\"", study.slug),
+        ))
+        .body(body))
+}
