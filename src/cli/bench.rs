@@ -107,7 +107,7 @@ async fn run_load(
     options: sqlx::postgres::PgConnectOptions,
     dir: PathBuf,
 ) -> anyhow::Result<()> {
-    let database = Db::connect(options).await?;
+    let database = Db::connect(options.clone()).await?;
     database.migrate().await?;
     let mut settings = Settings::new("127.0.0.1:0", dir)?;
     settings.rate_limits = RateLimits::unlimited();
@@ -194,16 +194,19 @@ async fn run_load(
     let elapsed = started.elapsed().as_secs_f64();
     handle.stop(true).await;
 
+    // The server's pool lived partly on the server's worker runtimes, gone now: check with a new one.
+    database.pool.close().await;
+    let check = Db::connect(options).await?;
     all.cycles.sort_unstable();
     all.requests.sort_unstable();
     let acked = Arc::new(all.acked);
     let stored: i64 =
         sqlx::query_scalar("SELECT count(*) FROM votes WHERE assignment_id = ANY($1)")
             .bind(acked.as_slice())
-            .fetch_one(&database.pool)
+            .fetch_one(&check.pool)
             .await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM votes")
-        .fetch_one(&database.pool)
+        .fetch_one(&check.pool)
         .await?;
     println!(
         "vote cycles:        {} in {:.1} s = {:.0} cycles/s",
