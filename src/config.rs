@@ -58,6 +58,8 @@ pub struct Settings {
     pub rate_limits: RateLimits,
     /// Largest JSON or form body accepted, in bytes.
     pub body_limit: usize,
+    /// Stop gracefully on SIGINT/SIGTERM (off in tests, which own the process).
+    pub handle_signals: bool,
 }
 
 impl Settings {
@@ -75,6 +77,7 @@ impl Settings {
                 .is_ok_and(|v| v == "1" || v == "true"),
             rate_limits: RateLimits::default(),
             body_limit: 2 * 1024 * 1024,
+            handle_signals: true,
         })
     }
 

@@ -59,6 +59,7 @@ fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let key = Key::from(&state.settings.secret);
     let secure = state.settings.cookie_secure;
     let body_limit = state.settings.body_limit;
+    let handle_signals = state.settings.handle_signals;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let metrics = data.metrics.clone();
@@ -108,8 +109,13 @@ fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             .default_service(web::to(not_found))
     })
     .listen(listener)?
-    .shutdown_timeout(30)
-    .run();
+    .shutdown_timeout(30);
+    let server = if handle_signals {
+        server
+    } else {
+        server.disable_signals()
+    };
+    let server = server.run();
     Ok(server)
 }
 

@@ -183,7 +183,7 @@ impl StudyPlan {
         let (i, _) = best?;
         let mp = self.pairs[i].model_pair;
         let n = self.model_pair_issued[mp];
-        let a_left = if n % 2 == 0 {
+        let a_left = if n.is_multiple_of(2) {
             let side = rng.gen_bool(0.5);
             self.block_side[mp] = side;
             side

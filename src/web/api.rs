@@ -83,7 +83,7 @@ async fn create_participant(
     req: HttpRequest,
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    body: Option<web::Json<NewParticipant>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     if !state.participant_limiter.allow(&client_key(&req)) {
         return Err(ApiError::new(
@@ -92,7 +92,26 @@ async fn create_participant(
             "too many new participants from this client",
         ));
     }
-    let external = body.map(|b| b.into_inner().external).unwrap_or_default();
+    // The body is optional: empty means no external ids.
+    let external = if body.iter().all(u8::is_ascii_whitespace) {
+        ExternalIds::default()
+    } else if body.len() > 16 * 1024 {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_body",
+            "the body is larger than 16 KiB",
+        ));
+    } else {
+        serde_json::from_slice::<NewParticipant>(&body)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    format!("Json deserialize error: {e}"),
+                )
+            })?
+            .external
+    };
     let (_, token) = participation::join(&state.db, &slug, external).await?;
     Ok(HttpResponse::Created().json(json!({ "participant_token": token.0 })))
 }

@@ -1,0 +1,11 @@
+//! Black-box HTTP tests against the real application and a fresh Postgres database each.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod admin;
+mod blindness;
+mod flow;
+mod imports;
+mod scheduling;
+mod votes;
