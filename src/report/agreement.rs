@@ -1,0 +1,58 @@
+//! Agreement between participants who judged the same item: a prompt and an unordered
+//! model pair. Each judgement is one of four nominal categories, taken relative to the
+//! pair (so left/right placement does not matter): `a` (model_a preferred), `b`, `tie`,
+//! `both_bad`.
+
+use std::collections::{HashMap, HashSet};
+
+use super::dataset::CompactVote;
+use super::model::Agreement;
+use crate::stats::agreement::{fleiss_kappa, krippendorff_alpha_nominal};
+
+/// Agreement over items judged by two or more participants; `None` when there are none.
+///
+/// Krippendorff's alpha uses every such item (it allows unequal numbers of ratings).
+/// Fleiss' kappa needs equal numbers, so it uses the items with the most common number
+/// of ratings (ties go to the larger number).
+pub(crate) fn compute(votes: &[CompactVote]) -> Option<Agreement> {
+    let mut items: HashMap<(u32, u32), [u32; 4]> = HashMap::new();
+    // Each participant gives one rating per item: a repeated judgement of the same item
+    // by the same person is not a second rater, so only their first vote counts.
+    let mut seen: HashSet<(u32, u32, u32)> = HashSet::with_capacity(votes.len());
+    for v in votes {
+        if seen.insert((v.prompt, v.pair, v.participant)) {
+            items.entry((v.prompt, v.pair)).or_default()[v.outcome.index()] += 1;
+        }
+    }
+    let mut multi: Vec<((u32, u32), [u32; 4])> = items
+        .into_iter()
+        .filter(|(_, c)| c.iter().sum::<u32>() >= 2)
+        .collect();
+    if multi.is_empty() {
+        return None;
+    }
+    // Sorted so that floating-point sums do not depend on hash order.
+    multi.sort_unstable_by_key(|(k, _)| *k);
+    let tables: Vec<Vec<u32>> = multi.iter().map(|(_, c)| c.to_vec()).collect();
+    let mut by_size: HashMap<u32, u64> = HashMap::new();
+    for t in &tables {
+        *by_size.entry(t.iter().sum()).or_default() += 1;
+    }
+    let (raters, _) = by_size
+        .iter()
+        .max_by_key(|(size, count)| (**count, **size))
+        .map(|(s, c)| (*s, *c))
+        .unwrap_or((2, 0));
+    let fleiss_items: Vec<Vec<u32>> = tables
+        .iter()
+        .filter(|t| t.iter().sum::<u32>() == raters)
+        .cloned()
+        .collect();
+    Some(Agreement {
+        n_items: tables.len() as u64,
+        krippendorff_alpha: krippendorff_alpha_nominal(&tables),
+        fleiss_kappa: fleiss_kappa(&fleiss_items),
+        fleiss_n_items: fleiss_items.len() as u64,
+        fleiss_raters_per_item: raters as u64,
+    })
+}
