@@ -267,3 +267,92 @@ fn csv_and_markdown_list_every_pair() {
     let md = to_markdown(&r);
     assert!(md.contains("| mid | strong |"), "{md}");
 }
+
+/// The JSON keys of `value` equal the `required` list of `schema` (which also forbids
+/// additional properties), so the schema file and the serialised report cannot drift.
+fn assert_keys_match(what: &str, value: &serde_json::Value, schema: &serde_json::Value) {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{what} is not an object"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    keys.sort();
+    required.sort();
+    assert_eq!(keys, required, "{what}: report keys vs schema");
+    assert_eq!(
+        schema["additionalProperties"],
+        serde_json::Value::Bool(false),
+        "{what}"
+    );
+}
+
+#[test]
+fn schema_file_matches_the_serialised_report() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/report.schema.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let mut votes = study();
+    votes[0].gold = true;
+    votes[0].model_left = "mid#broken".into();
+    votes[0].model_right = "mid".into();
+    let r = build_report(
+        &votes,
+        &ReportSettings {
+            anchor: Some(Anchor {
+                model: "mid".into(),
+                rating: 1000.0,
+            }),
+            ..settings(20)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let v: serde_json::Value = serde_json::from_str(&to_json(&r)).unwrap_or_else(|e| panic!("{e}"));
+    let props = &schema["properties"];
+    assert_keys_match("report", &v, &schema);
+    assert_keys_match("settings", &v["settings"], &props["settings"]);
+    assert_keys_match(
+        "anchor",
+        &v["settings"]["anchor"],
+        &props["settings"]["properties"]["anchor"]["oneOf"][1],
+    );
+    assert_keys_match("pair", &v["pairs"][0], &schema["$defs"]["pair"]);
+    assert_keys_match("model", &v["models"][0], &props["models"]["items"]);
+    assert_keys_match(
+        "component",
+        &v["components"][0],
+        &props["components"]["items"],
+    );
+    assert_keys_match(
+        "position_bias",
+        &v["position_bias"],
+        &props["position_bias"],
+    );
+    assert_keys_match(
+        "agreement",
+        &v["agreement"],
+        &props["agreement"]["oneOf"][1],
+    );
+    assert_keys_match(
+        "category",
+        &v["categories"][0],
+        &props["categories"]["items"],
+    );
+    assert_keys_match("participants", &v["participants"], &props["participants"]);
+    assert_keys_match(
+        "votes_over_time",
+        &v["votes_over_time"],
+        &props["votes_over_time"]["oneOf"][1],
+    );
+    assert_keys_match(
+        "time bucket",
+        &v["votes_over_time"]["counts"][0],
+        &props["votes_over_time"]["oneOf"][1]["properties"]["counts"]["items"],
+    );
+}

@@ -34,6 +34,12 @@ pub(crate) fn pct(x: f64) -> String {
     format!("{:.1}", 100.0 * x)
 }
 
+/// The confidence level of `alpha` as a percentage without a needless ".0": 0.05 -> "95".
+pub(crate) fn level(alpha: f64) -> String {
+    let s = format!("{:.1}", 100.0 * (1.0 - alpha));
+    s.trim_end_matches(".0").to_string()
+}
+
 /// A p-value the way papers print it: "< 0.001", or two significant digits.
 pub(crate) fn p_value(p: Option<f64>) -> String {
     match p {
@@ -67,5 +73,8 @@ mod tests {
         assert_eq!(escape("<a&'\">"), "&lt;a&amp;&#39;&quot;&gt;");
         assert_eq!(p_clause(Some(0.1523)), "= 0.15");
         assert_eq!(p_clause(Some(0.0004)), "< 0.001");
+        assert_eq!(level(0.05), "95");
+        assert_eq!(level(0.1), "90");
+        assert_eq!(level(0.005), "99.5");
     }
 }

@@ -1,6 +1,6 @@
 //! The standalone HTML report: one printable page, inline CSS and SVG, no external assets.
 
-use super::format::{escape, p_clause, p_value, pct, thousands};
+use super::format::{escape, level, p_clause, p_value, pct, thousands};
 use super::svg::{bar_chart, interval_plot, IntervalRow};
 use crate::report::model::{PairStats, Report};
 
@@ -241,7 +241,7 @@ pub fn to_html(report: &Report, title: &str) -> String {
     match &report.agreement {
         None => b.push_str("<p>No item (prompt and model pair) was judged by two or more participants.</p>"),
         Some(a) => b.push_str(&format!(
-            "<p>{} items were judged two or more times. Krippendorff's α (nominal) = {}; Fleiss' κ = {} over the {} items with {} ratings each. Categories: first model preferred, second preferred, tie, both bad.</p>",
+            "<p>{} items (a prompt and a model pair) were judged by two or more participants. Krippendorff's α (nominal) = {}; Fleiss' κ = {} over the {} items with {} ratings each. Categories: first model preferred, second preferred, tie, both bad.</p>",
             thousands(a.n_items),
             a.krippendorff_alpha.map(|x| format!("{x:.3}")).unwrap_or_else(|| "undefined".into()),
             a.fleiss_kappa.map(|x| format!("{x:.3}")).unwrap_or_else(|| "undefined".into()),

@@ -1,6 +1,6 @@
 //! The pairs table as CSV and the report's tables as Markdown.
 
-use super::format::{p_value, pct};
+use super::format::{level, p_value, pct};
 use crate::report::model::{PairStats, Report};
 
 const CSV_COLUMNS: [&str; 16] = [
@@ -68,7 +68,7 @@ fn interval(ci: Option<[f64; 2]>) -> String {
 
 /// The pairs table (and the ratings) as Markdown.
 pub fn to_markdown(report: &Report) -> String {
-    let level = pct(1.0 - report.settings.alpha);
+    let level = level(report.settings.alpha);
     let mut s = format!(
         "| model A | model B | wins A | wins B | ties | both bad | decisive | win rate A | {level}% CI (Wilson) | {level}% CI (Clopper-Pearson) | p | p (Holm) | significant | n needed |\n|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|---:|\n"
     );
