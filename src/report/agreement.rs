@@ -3,7 +3,7 @@
 //! pair (so left/right placement does not matter): `a` (model_a preferred), `b`, `tie`,
 //! `both_bad`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::dataset::CompactVote;
 use super::model::Agreement;
@@ -15,25 +15,45 @@ use crate::stats::agreement::{fleiss_kappa, krippendorff_alpha_nominal};
 /// Fleiss' kappa needs equal numbers, so it uses the items with the most common number
 /// of ratings (ties go to the larger number).
 pub(crate) fn compute(votes: &[CompactVote]) -> Option<Agreement> {
-    let mut items: HashMap<(u32, u32), [u32; 4]> = HashMap::new();
+    // Sort (item, participant, file order) instead of hashing: one pass then finds each
+    // participant's first vote per item and each item's counts (a third of the time of
+    // hash maps at a million votes).
+    let mut keyed: Vec<(u64, u32, u32)> = votes
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                ((v.prompt as u64) << 32) | v.pair as u64,
+                v.participant,
+                i as u32,
+            )
+        })
+        .collect();
+    keyed.sort_unstable();
     // Each participant gives one rating per item: a repeated judgement of the same item
     // by the same person is not a second rater, so only their first vote counts.
-    let mut seen: HashSet<(u32, u32, u32)> = HashSet::with_capacity(votes.len());
-    for v in votes {
-        if seen.insert((v.prompt, v.pair, v.participant)) {
-            items.entry((v.prompt, v.pair)).or_default()[v.outcome.index()] += 1;
+    let mut multi: Vec<[u32; 4]> = Vec::new();
+    let mut k = 0;
+    while k < keyed.len() {
+        let item = keyed[k].0;
+        let mut counts = [0u32; 4];
+        let mut last_participant = None;
+        while k < keyed.len() && keyed[k].0 == item {
+            let (_, participant, row) = keyed[k];
+            if last_participant != Some(participant) {
+                counts[votes[row as usize].outcome.index()] += 1;
+                last_participant = Some(participant);
+            }
+            k += 1;
+        }
+        if counts.iter().sum::<u32>() >= 2 {
+            multi.push(counts);
         }
     }
-    let mut multi: Vec<((u32, u32), [u32; 4])> = items
-        .into_iter()
-        .filter(|(_, c)| c.iter().sum::<u32>() >= 2)
-        .collect();
     if multi.is_empty() {
         return None;
     }
-    // Sorted so that floating-point sums do not depend on hash order.
-    multi.sort_unstable_by_key(|(k, _)| *k);
-    let tables: Vec<Vec<u32>> = multi.iter().map(|(_, c)| c.to_vec()).collect();
+    let tables: Vec<Vec<u32>> = multi.iter().map(|c| c.to_vec()).collect();
     let mut by_size: HashMap<u32, u64> = HashMap::new();
     for t in &tables {
         *by_size.entry(t.iter().sum()).or_default() += 1;

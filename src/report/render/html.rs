@@ -91,9 +91,7 @@ fn pairs_table(pairs: &[PairStats], level: &str) -> String {
 /// The full report page. `title` and every model, category and participant string are
 /// HTML-escaped.
 pub fn to_html(report: &Report, title: &str) -> String {
-    let level = pct(1.0 - report.settings.alpha)
-        .trim_end_matches(".0")
-        .to_string();
+    let level = level(report.settings.alpha);
     let mut b = String::new();
     b.push_str(&format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title><style>{STYLE}</style></head><body><h1>{0}</h1>",
