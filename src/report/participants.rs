@@ -62,7 +62,7 @@ fn median(values: &mut [i64]) -> Option<f64> {
         return None;
     }
     let (_, &mut hi, _) = values.select_nth_unstable(n / 2);
-    if n % 2 == 1 {
+    if !n.is_multiple_of(2) {
         return Some(hi as f64);
     }
     let lo = values[..n / 2].iter().copied().max().unwrap_or(hi);
