@@ -346,6 +346,11 @@ fn schema_file_matches_the_serialised_report() {
     );
     assert_keys_match("participants", &v["participants"], &props["participants"]);
     assert_keys_match(
+        "gold result",
+        &v["participants"]["gold_results"][0],
+        &props["participants"]["properties"]["gold_results"]["items"],
+    );
+    assert_keys_match(
         "votes_over_time",
         &v["votes_over_time"],
         &props["votes_over_time"]["oneOf"][1],

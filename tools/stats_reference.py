@@ -340,9 +340,13 @@ def participants(rows):
     rows_ = sum(g[0] for g in gold.values())
     passed = sum(g[1] for g in gold.values())
     failed = sorted(p for p, g in gold.items() if g[1] < g[0])
+    groups = {}
+    for n, k in gold.values():
+        groups[(n, k)] = groups.get((n, k), 0) + 1
+    results = [dict(gold_rows=n, gold_passed=k, participants=c) for (n, k), c in sorted(groups.items())]
     return dict(count=len({v["participant_id"] for v in rows}), with_gold=len(gold), gold_rows=rows_,
                 gold_passed=passed, gold_pass_rate=passed / rows_ if rows_ else None,
-                failed_gold=len(failed), failed_gold_ids=failed,
+                failed_gold=len(failed), failed_gold_ids=failed, gold_results=results,
                 median_response_ms=float(np.median(times)) if times else None)
 
 

@@ -102,11 +102,21 @@ pub struct Participants {
     /// Participants with a gold pass rate below 1 (at least one failed check).
     pub failed_gold: u64,
     pub failed_gold_ids: Vec<String>,
+    /// Participants grouped by their gold results: how many had `gold_passed` of
+    /// `gold_rows` checks right (participants without gold rows are not listed).
+    pub gold_results: Vec<GoldResult>,
     /// Participants whose votes `--exclude-failed-gold` removed (0 when not set).
     pub excluded: u64,
     pub excluded_votes: u64,
     /// Median response time over every row with one; null when none has.
     pub median_response_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct GoldResult {
+    pub gold_rows: u64,
+    pub gold_passed: u64,
+    pub participants: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::model::Participants;
+use super::model::{GoldResult, Participants};
 use super::votes::VoteRecord;
 
 pub(crate) struct GoldSummary<'a> {
@@ -38,6 +38,19 @@ pub(crate) fn summarise(votes: &[VoteRecord]) -> GoldSummary<'_> {
         .collect();
     let mut failed_ids: Vec<String> = failed.iter().map(|s| s.to_string()).collect();
     failed_ids.sort();
+    let mut groups: HashMap<(u64, u64), u64> = HashMap::new();
+    for &(rows, passed) in gold.values() {
+        *groups.entry((rows, passed)).or_default() += 1;
+    }
+    let mut gold_results: Vec<GoldResult> = groups
+        .into_iter()
+        .map(|((gold_rows, gold_passed), participants)| GoldResult {
+            gold_rows,
+            gold_passed,
+            participants,
+        })
+        .collect();
+    gold_results.sort();
     GoldSummary {
         summary: Participants {
             count: everyone.len() as u64,
@@ -47,6 +60,7 @@ pub(crate) fn summarise(votes: &[VoteRecord]) -> GoldSummary<'_> {
             gold_pass_rate: (gold_rows > 0).then(|| gold_passed as f64 / gold_rows as f64),
             failed_gold: failed.len() as u64,
             failed_gold_ids: failed_ids,
+            gold_results,
             excluded: 0,
             excluded_votes: 0,
             median_response_ms: median(&mut times),

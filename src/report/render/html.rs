@@ -278,6 +278,18 @@ pub fn to_html(report: &Report, title: &str) -> String {
         },
         pa.median_response_ms.map(|m| format!("{:.0} ms", m)).unwrap_or_else(|| "n/a".into())
     ));
+    if !pa.gold_results.is_empty() {
+        b.push_str("<table><tr><th>gold checks</th><th>passed</th><th>participants</th></tr>");
+        for g in &pa.gold_results {
+            b.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                g.gold_rows,
+                g.gold_passed,
+                thousands(g.participants)
+            ));
+        }
+        b.push_str("</table>");
+    }
     b.push_str("</body></html>\n");
     b
 }
