@@ -271,6 +271,11 @@ fn check(name: &str, exclude_failed_gold: bool) -> Report {
         serde_json::to_value(&p.failed_gold_ids).unwrap_or_default(),
         ep["failed_gold_ids"]
     );
+    assert_eq!(
+        serde_json::to_value(&p.gold_results).unwrap_or_default(),
+        ep["gold_results"],
+        "{name}: gold results"
+    );
     assert_close(
         &format!("{name} gold pass rate"),
         p.gold_pass_rate,
@@ -283,7 +288,54 @@ fn check(name: &str, exclude_failed_gold: bool) -> Report {
         &ep["median_response_ms"],
         1e-9,
     );
+    if !exp["bootstrap"].is_null() {
+        check_bootstrap(name, &exp, exclude_failed_gold);
+    }
     report
+}
+
+/// The script replays the documented bootstrap (same generator, clusters, refits and
+/// percentiles), so intervals, rank bounds and fallback counts must agree.
+fn check_bootstrap(name: &str, exp: &Value, exclude_failed_gold: bool) {
+    let b = &exp["bootstrap"];
+    let csv_path = fixture(&format!("{name}.csv"));
+    let file = std::fs::File::open(&csv_path).unwrap_or_else(|e| panic!("{e}"));
+    let votes = read_votes_csv(file, name).unwrap_or_else(|e| panic!("{e}"));
+    let settings = ReportSettings {
+        bootstrap: b["rounds"].as_u64().unwrap_or(0) as usize,
+        seed: b["seed"].as_u64().unwrap_or(0),
+        alpha: exp["alpha"].as_f64().unwrap_or(f64::NAN),
+        exclude_failed_gold,
+        ..ReportSettings::default()
+    };
+    let report = build_report(&votes, &settings).unwrap_or_else(|e| panic!("{e}"));
+    for m in &report.models {
+        let what = format!("{name} bootstrap of {}", m.name);
+        let [lo, hi] = m.ci.unwrap_or_else(|| panic!("{what}: no interval"));
+        assert_close(
+            &format!("{what} low"),
+            Some(lo),
+            &b["ci"][&m.name][0],
+            RATING_TOL,
+        );
+        assert_close(
+            &format!("{what} high"),
+            Some(hi),
+            &b["ci"][&m.name][1],
+            RATING_TOL,
+        );
+        assert_eq!(m.rank_ub, b["rank_ub"][&m.name].as_u64(), "{what}: rank_ub");
+    }
+    for c in &report.components {
+        let mut models = c.models.clone();
+        models.sort();
+        let key = models.join(",");
+        assert_eq!(
+            Some(c.bootstrap_fallback_rounds),
+            b["fallback_rounds"][&key].as_u64(),
+            "{name}: fallback rounds of {key}"
+        );
+    }
 }
 
 #[test]

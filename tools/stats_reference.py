@@ -101,7 +101,7 @@ def datasets():
     # C never wins or ties: the MLE does not exist, the prior fallback is used.
     never = []
     for i in range(30):
-        never.append(vote(f"u{i % 5}", f"q{i % 4}", "A", "B", ["left", "right", "tie"][i % 3]))
+        never.append(vote(f"u{i % 4}", f"q{i % 4}", "A", "B", ["left", "right", "tie"][i % 3]))
         never.append(vote(f"u{i % 5}", f"q{i % 4}", "C", "B", "right"))
         if i % 2:
             never.append(vote(f"u{i % 5}", f"q{i % 4}", "A", "C", "left"))
@@ -350,7 +350,87 @@ def participants(rows):
                 median_response_ms=float(np.median(times)) if times else None)
 
 
-def expected(rows, alpha, exclude_failed=False):
+# ---------------------------------------------------------------- bootstrap replay
+#
+# The bootstrap cannot be compared with another library's (different random numbers), so
+# the script replays ArenaXL's documented procedure with the same generator: SplitMix64,
+# round r seeded from (seed, r), clusters = participants in first-seen order, each round
+# draws as many clusters as there are with replacement, refits every component, and the
+# interval is numpy's linear-interpolation percentile. This checks the resampling, the
+# refits and the percentiles end to end.
+
+MASK = (1 << 64) - 1
+
+
+class SplitMix64:
+    def __init__(self, seed):
+        self.state = seed & MASK
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+        return z ^ (z >> 31)
+
+    def below(self, n):
+        return (self.next() * n) >> 64
+
+    @staticmethod
+    def stream(seed, index):
+        base = SplitMix64(seed ^ ((index * 0xD1B54A32D192ED03) & MASK))
+        return SplitMix64(base.next())
+
+
+def bootstrap_replay(rows, rounds, seed, alpha):
+    models = sorted({v["model_left"] for v in rows} | {v["model_right"] for v in rows})
+    idx = {m: i for i, m in enumerate(models)}
+    m = len(models)
+    clusters = []
+    cid = {}
+    for v in rows:
+        if v["participant_id"] not in cid:
+            cid[v["participant_id"]] = len(clusters)
+            clusters.append(np.zeros((m, m)))
+        sc = clusters[cid[v["participant_id"]]]
+        i, j = idx[v["model_left"]], idx[v["model_right"]]
+        if v["choice"] == "left":
+            sc[i, j] += 1
+        elif v["choice"] == "right":
+            sc[j, i] += 1
+        else:
+            sc[i, j] += 0.5
+            sc[j, i] += 0.5
+    full = sum(clusters)
+    n_comp, labels = connected_components(csr_matrix((full + full.T) > 0), directed=False)
+    parts = [[i for i in range(m) if labels[i] == c] for c in range(n_comp)]
+    samples = np.zeros((rounds, m))
+    fallback = {tuple(p): 0 for p in parts}
+    c = len(clusters)
+    for r in range(rounds):
+        rng = SplitMix64.stream(seed, r)
+        mult = np.zeros(c)
+        for _ in range(c):
+            mult[rng.below(c)] += 1
+        score = sum(k * sc for k, sc in zip(mult, clusters))
+        for part in parts:
+            theta, est = fit_component(score[np.ix_(part, part)])
+            samples[r, part] = 1000.0 + ELO * (theta - theta.mean())
+            fallback[tuple(part)] += est == "prior_fallback"
+    ci = {}
+    for k, name in enumerate(models):
+        lo, hi = np.percentile(samples[:, k], [100 * alpha / 2, 100 * (1 - alpha / 2)])
+        ci[name] = [float(lo), float(hi)]
+    rank_ub = {}
+    for part in parts:
+        for i in part:
+            above = sum(ci[models[j]][0] > ci[models[i]][1] for j in part)
+            rank_ub[models[i]] = 1 + int(above)
+    return dict(rounds=rounds, seed=seed, ci=ci, rank_ub=rank_ub,
+                fallback_rounds={",".join(models[i] for i in p): n for p, n in fallback.items()})
+
+
+def expected(rows, alpha, exclude_failed=False, bootstrap=None):
     part = participants(rows)
     failed = set(part["failed_gold_ids"]) if exclude_failed else set()
     comp = [v for v in rows if v["gold"] != "true" and v["participant_id"] not in failed]
@@ -373,6 +453,7 @@ def expected(rows, alpha, exclude_failed=False):
         agreement=agreement(comp),
         categories=[dict(category=c, pairs=pair_table([v for v in comp if v["category"] == c], alpha)) for c in cats],
         participants=part,
+        bootstrap=bootstrap_replay(comp, bootstrap[0], bootstrap[1], alpha) if bootstrap else None,
     )
 
 
@@ -385,7 +466,8 @@ def main():
             w = csv.DictWriter(f, fieldnames=header, lineterminator="\n")
             w.writeheader()
             w.writerows(rows)
-        exp = expected(rows, alpha)
+        replay = {"basic": (200, 3), "never_wins": (200, 5), "disconnected": (100, 11)}.get(name)
+        exp = expected(rows, alpha, bootstrap=replay)
         if name == "basic":
             exp_excl = expected(rows, alpha, exclude_failed=True)
             with open(os.path.join(OUT, f"{name}.exclude.expected.json"), "w") as f:
