@@ -113,7 +113,7 @@ pub fn to_html(report: &Report, title: &str) -> String {
         s.seed
     ));
     for w in &report.warnings {
-        b.push_str(&format!("<p class=\"warn\">{}</p>", escape(w)));
+        b.push_str(&format!("<p class=\"warn\">Warning: {}</p>", escape(w)));
     }
 
     b.push_str("<h2>Summary</h2><ul>");
