@@ -120,6 +120,17 @@ fn cluster_choice_changes_the_intervals() {
         "point estimate is the full-data fit"
     );
     assert_ne!(by_person.models[0].ci, by_vote.models[0].ci);
+    let by_prompt = build_report(
+        &votes,
+        &ReportSettings {
+            cluster: Cluster::Prompt,
+            ..settings(200)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_prompt.models[0].rating, by_person.models[0].rating);
+    assert_ne!(by_prompt.models[0].ci, by_person.models[0].ci);
+    assert_eq!(by_prompt.settings.cluster, Cluster::Prompt);
 }
 
 #[test]
