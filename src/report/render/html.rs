@@ -7,7 +7,7 @@ use crate::report::model::{PairStats, Report};
 const STYLE: &str = "body{font-family:Georgia,'Times New Roman',serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#111;line-height:1.45}
 h1{font-size:1.6rem}h2{font-size:1.2rem;border-bottom:1px solid #ccc;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}th,td{border:1px solid #ccc;padding:.2rem .45rem;text-align:right}
-th:first-child,td:first-child,td.name{text-align:left}.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.4rem .8rem}
+th:first-child,td:first-child,th:nth-child(2),td.name{text-align:left}.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.4rem .8rem}
 .sig{font-weight:bold}.muted{color:#555;font-size:.85rem}svg{max-width:100%;height:auto}
 @media print{body{margin:0;max-width:none}h2{break-after:avoid}svg,table{break-inside:avoid}}";
 
@@ -211,7 +211,13 @@ pub fn to_html(report: &Report, title: &str) -> String {
     }
 
     if let Some(t) = &report.votes_over_time {
-        let labels: Vec<String> = t.counts.iter().map(|c| c.start.clone()).collect();
+        // "2026-11-27" for days, "2026-11-27 13:00" for hours (UTC).
+        let cut = if t.bucket == "day" { 10 } else { 16 };
+        let labels: Vec<String> = t
+            .counts
+            .iter()
+            .map(|c| c.start.get(..cut).unwrap_or(&c.start).replace('T', " "))
+            .collect();
         let values: Vec<u64> = t.counts.iter().map(|c| c.n_votes).collect();
         b.push_str(&format!(
             "<h2>Votes over time</h2><p class=\"muted\">Comparison votes per {} (UTC).</p>",
