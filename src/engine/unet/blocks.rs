@@ -67,7 +67,7 @@ impl DownBlock {
                 ResnetBlock2D::new(
                     cin,
                     s.out_ch,
-                    c.temb,
+                    Some(c.temb),
                     c.groups,
                     c.eps,
                     vb.pp("resnets").pp(j),
@@ -102,7 +102,7 @@ impl DownBlock {
         let mut h = x.clone();
         let mut skips = Vec::with_capacity(self.resnets.len() + 1);
         for (j, resnet) in self.resnets.iter().enumerate() {
-            h = resnet.forward(&h, temb)?;
+            h = resnet.forward(&h, Some(temb))?;
             record(feats, || format!("down.{index}.resnets.{j}"), &h);
             if let Some(attn) = self.attentions.get(j) {
                 h = attn.forward(&h, context)?;
@@ -128,8 +128,16 @@ pub struct MidBlock {
 
 impl MidBlock {
     pub fn new(ch: usize, attn: Option<&AttnSpec>, c: &Common, vb: VarBuilder) -> Result<Self> {
-        let resnet =
-            |j: usize| ResnetBlock2D::new(ch, ch, c.temb, c.groups, c.eps, vb.pp("resnets").pp(j));
+        let resnet = |j: usize| {
+            ResnetBlock2D::new(
+                ch,
+                ch,
+                Some(c.temb),
+                c.groups,
+                c.eps,
+                vb.pp("resnets").pp(j),
+            )
+        };
         let first = resnet(0)?;
         let layers = match attn {
             Some(a) => transformers(ch, a, c, vb.pp("attentions"))?
@@ -143,10 +151,10 @@ impl MidBlock {
     }
 
     pub fn forward(&self, x: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let mut h = self.first.forward(x, temb)?;
+        let mut h = self.first.forward(x, Some(temb))?;
         for (attn, resnet) in &self.layers {
             h = attn.forward(&h, context)?;
-            h = resnet.forward(&h, temb)?;
+            h = resnet.forward(&h, Some(temb))?;
         }
         Ok(h)
     }
@@ -169,7 +177,7 @@ impl UpBlock {
                 ResnetBlock2D::new(
                     cin + skip,
                     s.out_ch,
-                    c.temb,
+                    Some(c.temb),
                     c.groups,
                     c.eps,
                     vb.pp("resnets").pp(j),
@@ -211,7 +219,7 @@ impl UpBlock {
         let mut h = x.clone();
         for (j, resnet) in self.resnets.iter().enumerate() {
             let skip = &skips[skips.len() - 1 - j];
-            h = resnet.forward(&Tensor::cat(&[&h, skip], 1)?, temb)?;
+            h = resnet.forward(&Tensor::cat(&[&h, skip], 1)?, Some(temb))?;
             record(feats, || format!("up.{index}.resnets.{j}"), &h);
             if let Some(attn) = self.attentions.get(j) {
                 h = attn.forward(&h, context)?;

@@ -9,7 +9,7 @@ use crate::engine::nn::conv2d;
 pub struct ResnetBlock2D {
     norm1: GroupNorm,
     conv1: Conv2d,
-    time_emb_proj: Linear,
+    time_emb_proj: Option<Linear>,
     norm2: GroupNorm,
     conv2: Conv2d,
     conv_shortcut: Option<Conv2d>,
@@ -19,7 +19,7 @@ impl ResnetBlock2D {
     pub fn new(
         cin: usize,
         cout: usize,
-        temb: usize,
+        temb: Option<usize>,
         groups: usize,
         eps: f64,
         vb: VarBuilder,
@@ -27,7 +27,10 @@ impl ResnetBlock2D {
         Ok(Self {
             norm1: candle_nn::group_norm(groups, cin, eps, vb.pp("norm1"))?,
             conv1: conv2d(cin, cout, 3, 1, vb.pp("conv1"))?,
-            time_emb_proj: candle_nn::linear(temb, cout, vb.pp("time_emb_proj"))?,
+            time_emb_proj: match temb {
+                Some(t) => Some(candle_nn::linear(t, cout, vb.pp("time_emb_proj"))?),
+                None => None,
+            },
             norm2: candle_nn::group_norm(groups, cout, eps, vb.pp("norm2"))?,
             conv2: conv2d(cout, cout, 3, 1, vb.pp("conv2"))?,
             conv_shortcut: if cin != cout {
@@ -38,10 +41,16 @@ impl ResnetBlock2D {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, temb: &Tensor) -> Result<Tensor> {
+    /// `temb` is ignored by blocks built without a time embedding (the VAE's).
+    pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
         let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let t = self.time_emb_proj.forward(&temb.silu()?)?;
-        let h = h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?;
+        let h = match (&self.time_emb_proj, temb) {
+            (Some(proj), Some(t)) => {
+                let t = proj.forward(&t.silu()?)?;
+                h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
+            }
+            _ => h,
+        };
         let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(x)?,
