@@ -29,6 +29,15 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
+/// diffusers writes `null` for some false-by-default flags (e.g. SDXL's `upcast_attention`).
+fn null_is_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// A value diffusers accepts either once for all blocks or once per block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -144,7 +153,7 @@ pub struct UNetConfig {
     pub in_channels: usize,
     #[serde(default = "d_4")]
     pub out_channels: usize,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub center_input_sample: bool,
     #[serde(default = "d_true")]
     pub flip_sin_to_cos: bool,
@@ -154,7 +163,7 @@ pub struct UNetConfig {
     #[serde(default = "d_mid")]
     pub mid_block_type: Option<String>,
     pub up_block_types: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub only_cross_attention: bool,
     pub block_out_channels: Vec<usize>,
     #[serde(default = "d_lpb")]
@@ -179,9 +188,9 @@ pub struct UNetConfig {
     pub attention_head_dim: PerBlock,
     #[serde(default)]
     pub num_attention_heads: Option<PerBlock>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub dual_cross_attention: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub use_linear_projection: bool,
     #[serde(default)]
     pub class_embed_type: Option<String>,
@@ -195,7 +204,7 @@ pub struct UNetConfig {
     pub encoder_hid_dim: Option<usize>,
     #[serde(default)]
     pub num_class_embeds: Option<usize>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub upcast_attention: bool,
     #[serde(default = "d_default")]
     pub resnet_time_scale_shift: String,

@@ -30,7 +30,7 @@ pub struct ClipTokenizer {
 }
 
 /// GPT-2's reversible table from bytes to printable characters.
-fn byte_chars() -> [char; 256] {
+pub fn byte_chars() -> [char; 256] {
     let mut table = ['\0'; 256];
     let printable = |b: u32| {
         (u32::from(b'!')..=u32::from(b'~')).contains(&b)

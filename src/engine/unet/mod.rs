@@ -76,10 +76,11 @@ impl UNet2DConditionModel {
         vb: VarBuilder,
     ) -> std::result::Result<Self, EngineError> {
         let layout = UNetLayout::resolve(config, file)?;
-        Ok(Self::from_layout(config.clone(), layout, kernels, vb)?)
+        Ok(Self::from_parts(config.clone(), layout, kernels, vb)?)
     }
 
-    fn from_layout(
+    /// Builds from an already resolved layout (see `layout::UNetLayout::resolve`).
+    pub fn from_parts(
         config: UNetConfig,
         l: UNetLayout,
         kernels: Kernels,
@@ -263,6 +264,6 @@ impl UNet2DConditionModel {
         let layout = UNetLayout::resolve(&config, &cfg_file)?;
         let wfile = super::weights::weights_file(dir)?;
         let vb = super::weights::var_builder(&wfile, dtype, device)?;
-        Self::from_layout(config, layout, kernels, vb).map_err(super::weights::in_file(&wfile))
+        Self::from_parts(config, layout, kernels, vb).map_err(super::weights::in_file(&wfile))
     }
 }
