@@ -39,3 +39,13 @@ pub fn parse_dtype(s: &str) -> Result<DType> {
         ))),
     }
 }
+
+/// Rejects combinations candle cannot run, before any weights are read.
+pub fn check(device: &Device, dtype: DType) -> Result<()> {
+    if device.is_cpu() && dtype == DType::BF16 {
+        return Err(EngineError::Request(
+            "bf16 needs a CUDA device (candle's CPU matmul has no bf16 kernel); use f32 or f16 on the CPU".into(),
+        ));
+    }
+    Ok(())
+}

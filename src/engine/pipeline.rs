@@ -61,6 +61,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<Pipeline> {
+        super::device::check(device, dtype)?;
         let index_file = dir.join("model_index.json");
         let index: ModelIndex = read_json(&index_file)?;
         for c in [
