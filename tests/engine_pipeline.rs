@@ -211,3 +211,42 @@ fn broken_folders_name_file_and_field() {
         "{msg}"
     );
 }
+
+#[test]
+fn f16_stays_close_to_diffusers_f32() {
+    let dir = fixture("tiny-sdxl");
+    let dev = Device::Cpu;
+    let mut pipe = Pipeline::load(&dir, &dev, DType::F16).unwrap();
+    assert_eq!(pipe.vae.dtype, DType::F32, "force_upcast decodes in f32");
+    let refs = candle_core::safetensors::load(dir.join("cases.safetensors"), &dev).unwrap();
+    // Case 0: Euler, guidance 5, 64x64.
+    let req = GenerateRequest {
+        prompts: vec!["a photo of a cat".into()],
+        steps: 4,
+        guidance: 5.0,
+        seed: 1,
+        width: 64,
+        height: 64,
+        scheduler: Some(SchedulerKind::Euler),
+        latents: Some(refs["case0.latents"].clone()),
+        ..Default::default()
+    };
+    let img = pipe.generate(&req, &mut |_, _| {}).unwrap();
+    let want = refs["case0.image"]
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let diffs: Vec<f32> = img[0]
+        .as_raw()
+        .iter()
+        .zip(&want)
+        .map(|(&a, &b)| (a as f32 - b).abs())
+        .collect();
+    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+    let max = diffs.iter().copied().fold(0.0, f32::max);
+    println!("f16 vs diffusers f32: max {max}, mean {mean}");
+    assert!(mean < 1.0 && max <= 6.0, "max {max}, mean {mean}");
+}

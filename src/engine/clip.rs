@@ -52,7 +52,7 @@ impl SelfAttention {
         let q = split(self.q.forward(x)?)?.to_dtype(DType::F32)?;
         let k = split(self.k.forward(x)?)?.to_dtype(DType::F32)?;
         let v = split(self.v.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? * self.scale)?.broadcast_add(mask)?;
+        let scores = (q * self.scale)?.matmul(&k.t()?)?.broadcast_add(mask)?;
         let probs = softmax_last_dim(&scores, self.kernels)?.to_dtype(dtype)?;
         let o = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
         self.out.forward(&o)

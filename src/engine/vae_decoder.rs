@@ -59,7 +59,7 @@ impl Module for SpatialAttention {
         let q = self.q.forward(&t)?.to_dtype(candle_core::DType::F32)?;
         let k = self.k.forward(&t)?.to_dtype(candle_core::DType::F32)?;
         let v = self.v.forward(&t)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (c as f64).sqrt())?;
+        let scores = (q / (c as f64).sqrt())?.matmul(&k.t()?)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
         let o = self.out.forward(&probs.matmul(&v)?)?;
         let o = o.transpose(1, 2)?.reshape((b, c, h, w))?;

@@ -60,7 +60,8 @@ impl Attention {
         } else {
             (q, k)
         };
-        let scores = (q.matmul(&k.t()?)? * self.scale)?;
+        // Scaling q rather than the (tokens x tokens) scores touches far fewer elements.
+        let scores = (q * self.scale)?.matmul(&k.t()?)?;
         let probs = softmax_last_dim(&scores, self.kernels)?.to_dtype(dtype)?;
         let out = probs.matmul(&v)?;
         let (b, h, n, d) = out.dims4()?;
