@@ -36,11 +36,9 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
     (d / n.max(1e-30)).sqrt()
 }
 
-const PROMPTS: [&str; 4] = [
+const PROMPTS: [&str; 2] = [
     "a photo of a cat",
     "an astronaut riding a horse on the moon, painting",
-    "",
-    "Hello, World! 42 cats",
 ];
 
 #[test]
@@ -51,7 +49,12 @@ fn tokenizers_match_transformers() {
     for sub in ["tokenizer", "tokenizer_2"] {
         let tok = ClipTokenizer::load(&dir.join(sub)).unwrap();
         let expected = r[&format!("{sub}.input_ids")].to_vec2::<i64>().unwrap();
-        for (prompt, want) in PROMPTS.iter().zip(expected) {
+        let prompts: Vec<String> = serde_json::from_str(
+            &std::fs::read_to_string(fixture("tokenizer_prompts.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(prompts.len(), expected.len());
+        for (prompt, want) in prompts.iter().zip(expected) {
             let got: Vec<i64> = tok
                 .encode_padded(prompt, None)
                 .into_iter()
@@ -74,7 +77,7 @@ fn text_encoders_match_transformers() {
         let dev = Device::Cpu;
         let r = candle_core::safetensors::load(dir.join("reference.safetensors"), &dev).unwrap();
         let enc = TextEncoders::load(&dir, DType::F32, &dev).unwrap();
-        let prompts: Vec<String> = PROMPTS[..2].iter().map(|s| s.to_string()).collect();
+        let prompts: Vec<String> = PROMPTS.iter().map(|s| s.to_string()).collect();
         let out = enc.encode(&prompts, None, &dev).unwrap();
         let e = rel_l2(&out.embeds, &r["text.prompt_embeds"]);
         let p = rel_l2(&out.pooled, &r["text.pooled"]);

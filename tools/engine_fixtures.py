@@ -207,6 +207,17 @@ SCHEDULERS = {
 }
 
 PROMPTS = ["a photo of a cat", "an astronaut riding a horse on the moon, painting"]
+# Tokenizer edge cases: case, punctuation runs, contractions, digits, non-ASCII letters,
+# whitespace runs, special tokens inside the text, and truncation past 77 tokens.
+TOKENIZER_PROMPTS = PROMPTS + [
+    "",
+    "Hello, World! 42 cats",
+    "It's the astronaut's horse; they'll ride at 10:30pm!!",
+    "café déjà vu — naïve Ünïcode æø",
+    "   multiple   spaces\tand\nnewlines  ",
+    "a cat <|endoftext|> a dog",
+    "a red horse " * 30,
+]
 
 CASES = {
     "tiny-sdxl": [
@@ -252,7 +263,7 @@ def feature_hooks(unet, store):
 def record_components(pipe, folder):
     tensors = {}
     for k, tok in [("tokenizer", pipe.tokenizer), ("tokenizer_2", pipe.tokenizer_2)]:
-        ids = tok(PROMPTS + ["", "Hello, World! 42 cats"], padding="max_length", max_length=tok.model_max_length,
+        ids = tok(TOKENIZER_PROMPTS, padding="max_length", max_length=tok.model_max_length,
                   truncation=True, return_tensors="pt").input_ids
         tensors[f"{k}.input_ids"] = ids.to(torch.int64)
     with torch.no_grad():
@@ -326,6 +337,8 @@ def record_schedulers():
 
 def main():
     os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "tokenizer_prompts.json"), "w") as f:
+        json.dump(TOKENIZER_PROMPTS, f, ensure_ascii=False)
     record_schedulers()
     for seed, name in enumerate(TINY_UNETS):
         print("building", name, file=sys.stderr)
