@@ -188,3 +188,60 @@ fn vae_decodes_batch_items_independently() {
     let one = vae.decode_raw(&z.narrow(0, 1, 1).unwrap()).unwrap();
     assert!(rel_l2(&both.narrow(0, 1, 1).unwrap(), &one) < 1e-6);
 }
+
+#[test]
+fn unsupported_scheduler_options_are_refused_by_name() {
+    let base: SchedulerConfig =
+        arenaxl::engine::config::read_json(&fixture("tiny-sdxl/scheduler/scheduler_config.json"))
+            .unwrap();
+    let cases: [(SchedulerConfig, SchedulerKind, &str); 5] = [
+        (
+            SchedulerConfig {
+                use_karras_sigmas: Some(true),
+                ..base.clone()
+            },
+            SchedulerKind::Euler,
+            "use_karras_sigmas",
+        ),
+        (
+            SchedulerConfig {
+                timestep_spacing: Some("sideways".into()),
+                ..base.clone()
+            },
+            SchedulerKind::Ddim,
+            "timestep_spacing",
+        ),
+        (
+            SchedulerConfig {
+                prediction_type: Some("sample".into()),
+                ..base.clone()
+            },
+            SchedulerKind::EulerAncestral,
+            "prediction_type",
+        ),
+        (
+            SchedulerConfig {
+                solver_order: Some(3),
+                ..base.clone()
+            },
+            SchedulerKind::DpmPp2m,
+            "solver_order",
+        ),
+        (
+            SchedulerConfig {
+                final_sigmas_type: Some("sigma_min".into()),
+                ..base.clone()
+            },
+            SchedulerKind::Euler,
+            "final_sigmas_type",
+        ),
+    ];
+    for (cfg, kind, field) in cases {
+        let err = kind.build(&cfg, 4, 0).err().unwrap().to_string();
+        assert!(
+            err.contains("scheduler_config.json") && err.contains(field),
+            "{err}"
+        );
+    }
+    assert!(SchedulerKind::Euler.build(&base, 0, 0).is_err());
+}

@@ -351,6 +351,18 @@ pub struct SchedulerConfig {
     pub final_sigmas_type: Option<String>,
     #[serde(default)]
     pub timestep_type: Option<String>,
+    #[serde(default)]
+    pub use_exponential_sigmas: Option<bool>,
+    #[serde(default)]
+    pub use_beta_sigmas: Option<bool>,
+    #[serde(default)]
+    pub use_lu_lambdas: Option<bool>,
+    #[serde(default)]
+    pub algorithm_type: Option<String>,
+    #[serde(default)]
+    pub solver_order: Option<usize>,
+    #[serde(default)]
+    pub solver_type: Option<String>,
 }
 
 /// The parts of `model_index.json` the engine reads.

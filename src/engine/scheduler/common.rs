@@ -144,11 +144,23 @@ impl Schedule {
                 "true is not supported",
             ));
         }
-        if c.thresholding == Some(true) {
+        // Options that would change the schedule and are not implemented are refused
+        // rather than ignored.
+        for (field, on) in [
+            ("thresholding", c.thresholding),
+            ("use_exponential_sigmas", c.use_exponential_sigmas),
+            ("use_beta_sigmas", c.use_beta_sigmas),
+            ("use_lu_lambdas", c.use_lu_lambdas),
+        ] {
+            if on == Some(true) {
+                return Err(EngineError::field(FILE, field, "true is not supported"));
+            }
+        }
+        if let Some(t) = c.timestep_type.as_deref().filter(|t| *t != "discrete") {
             return Err(EngineError::field(
                 FILE,
-                "thresholding",
-                "true is not supported",
+                "timestep_type",
+                format!("`{t}` is not supported"),
             ));
         }
         Ok(Self {

@@ -45,6 +45,29 @@ impl DpmSolverPp2m {
                 format!("`{t}` is not supported with dpmpp-2m"),
             ));
         }
+        // The folder's own DPM settings must describe DPM-Solver++ 2M; a folder whose
+        // scheduler is another class leaves these unset.
+        if let Some(a) = c.algorithm_type.as_deref().filter(|a| *a != "dpmsolver++") {
+            return Err(EngineError::field(
+                "scheduler/scheduler_config.json",
+                "algorithm_type",
+                format!("`{a}` is not supported (only dpmsolver++)"),
+            ));
+        }
+        if let Some(o) = c.solver_order.filter(|&o| o != 2) {
+            return Err(EngineError::field(
+                "scheduler/scheduler_config.json",
+                "solver_order",
+                format!("{o} is not supported (only 2)"),
+            ));
+        }
+        if let Some(t) = c.solver_type.as_deref().filter(|t| *t != "midpoint") {
+            return Err(EngineError::field(
+                "scheduler/scheduler_config.json",
+                "solver_type",
+                format!("`{t}` is not supported (only midpoint)"),
+            ));
+        }
         let n = s.train_steps;
         let timesteps: Vec<f64> = match s.spacing {
             Spacing::Linspace => {

@@ -29,6 +29,13 @@ pub fn sigma_schedule(
             format!("`{t}` is not supported"),
         ));
     }
+    if let Some(t) = c.final_sigmas_type.as_deref().filter(|t| *t != "zero") {
+        return Err(EngineError::field(
+            "scheduler/scheduler_config.json",
+            "final_sigmas_type",
+            format!("`{t}` is not supported"),
+        ));
+    }
     let n = s.train_steps as f64;
     let timesteps: Vec<f64> = match s.spacing {
         Spacing::Linspace => linspace(0.0, n - 1.0, steps)
