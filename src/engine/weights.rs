@@ -1,9 +1,8 @@
 //! Finding and opening a component's safetensors weights.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use super::error::{EngineError, Result};
@@ -30,17 +29,21 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
     })
 }
 
-pub fn load_tensors(file: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    candle_core::safetensors::load(file, device).map_err(|e| EngineError::Weights {
-        file: file.to_path_buf(),
-        message: e.to_string(),
-    })
-}
-
 /// A `VarBuilder` over one safetensors file, converting to `dtype` on access.
+///
+/// The file is memory-mapped so that a 10 GB f32 checkpoint loaded as f16 (or onto a GPU)
+/// never sits in host memory whole; each tensor is copied out as the network asks for it.
 pub fn var_builder(file: &Path, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
-    let tensors = load_tensors(file, device)?;
-    Ok(VarBuilder::from_tensors(tensors, dtype, device))
+    // SAFETY: the mapping is only read, and only while the network is being built (the
+    // tensors are copied out of it). The one hazard of mmap, another process truncating
+    // or rewriting the checkpoint during those seconds, is the same as for any reader of
+    // a file being overwritten; checkpoints are not written while a model loads.
+    unsafe { VarBuilder::from_mmaped_safetensors(&[file], dtype, device) }.map_err(|e| {
+        EngineError::Weights {
+            file: file.to_path_buf(),
+            message: e.to_string(),
+        }
+    })
 }
 
 /// Turns a candle error raised while building a network into one naming the weights file.
