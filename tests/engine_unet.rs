@@ -121,3 +121,43 @@ fn unet_is_differentiable() {
         .unwrap();
     assert!(norm.is_finite() && norm > 0.0);
 }
+
+#[test]
+fn every_unet_parameter_receives_a_gradient() {
+    // What distillation needs: a trainable UNet over a VarMap, with a loss on its features.
+    let dev = Device::Cpu;
+    let dir = fixture("tiny-ssd-1b");
+    let cfg_file = dir.join("unet/config.json");
+    let config: arenaxl::engine::config::UNetConfig =
+        arenaxl::engine::config::read_json(&cfg_file).unwrap();
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let unet = UNet2DConditionModel::new(&config, &cfg_file, Kernels::default(), vb).unwrap();
+    let r = candle_core::safetensors::load(dir.join("reference.safetensors"), &dev).unwrap();
+    let added = AddedCond {
+        text_embeds: r["unet.text_embeds"].clone(),
+        time_ids: r["unet.time_ids"].clone(),
+    };
+    let out = unet
+        .forward_with_features(
+            &r["unet.sample"],
+            &r["unet.timesteps"],
+            &r["unet.encoder_hidden_states"],
+            Some(&added),
+        )
+        .unwrap();
+    let mut loss = out.sample.sqr().unwrap().mean_all().unwrap();
+    for (_, f) in &out.features {
+        loss = (loss + f.sqr().unwrap().mean_all().unwrap()).unwrap();
+    }
+    let grads = loss.backward().unwrap();
+    let vars = varmap.all_vars();
+    assert!(vars.len() > 100);
+    for v in &vars {
+        assert!(
+            grads.get(v.as_tensor()).is_some(),
+            "a parameter of shape {:?} gets no gradient",
+            v.shape()
+        );
+    }
+}
