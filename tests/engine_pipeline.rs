@@ -250,3 +250,11 @@ fn f16_stays_close_to_diffusers_f32() {
     println!("f16 vs diffusers f32: max {max}, mean {mean}");
     assert!(mean < 1.0 && max <= 6.0, "max {max}, mean {mean}");
 }
+
+#[test]
+fn pipeline_can_move_to_a_worker_thread() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Pipeline>();
+    assert_send::<GenerateRequest>();
+    assert_send::<EngineError>();
+}

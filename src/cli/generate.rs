@@ -23,17 +23,22 @@ pub struct GenerateArgs {
     /// Prompt; repeat for a batch (images are written as OUT-0.png, OUT-1.png, ...).
     #[arg(long, required = true)]
     pub prompt: Vec<String>,
+    /// What to steer away from (used when guidance > 1).
     #[arg(long)]
     pub negative_prompt: Option<String>,
+    /// Denoising steps.
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
     /// Classifier-free guidance scale; 1 or less disables guidance.
     #[arg(long, default_value_t = 5.0)]
     pub guidance: f64,
+    /// Seed of the starting noise (and of euler-a's noise).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Image width in pixels, a multiple of 8.
     #[arg(long, default_value_t = 1024)]
     pub width: usize,
+    /// Image height in pixels, a multiple of 8.
     #[arg(long, default_value_t = 1024)]
     pub height: usize,
     /// euler, ddim, dpmpp-2m or euler-a (default: the folder's scheduler).
@@ -43,11 +48,13 @@ pub struct GenerateArgs {
     /// scheduler's init_noise_sigma like diffusers' `latents=`.
     #[arg(long)]
     pub latents: Option<PathBuf>,
+    /// f32, f16, or bf16 (CUDA only).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Output PNG.
     #[arg(long)]
     pub out: PathBuf,
 }
