@@ -1,0 +1,130 @@
+//! `EulerDiscreteScheduler` (s_churn = 0, linear sigma interpolation).
+
+use candle_core::{Result as CResult, Tensor};
+
+use super::common::{
+    arange_down, interp, linspace, round_even, ClassDefaults, Prediction, Schedule, Spacing,
+};
+use super::Scheduler;
+use crate::engine::config::SchedulerConfig;
+use crate::engine::error::{EngineError, Result};
+
+pub const DEFAULTS: ClassDefaults = ClassDefaults {
+    beta_start: 0.0001,
+    beta_end: 0.02,
+    beta_schedule: "linear",
+    spacing: "linspace",
+};
+
+/// Timesteps and sigmas (with the final 0) shared by Euler and Euler ancestral.
+pub fn sigma_schedule(
+    c: &SchedulerConfig,
+    steps: usize,
+) -> Result<(Schedule, Vec<f64>, Vec<f64>, f64)> {
+    let s = Schedule::new(c, &DEFAULTS)?;
+    if let Some(t) = c.interpolation_type.as_deref().filter(|t| *t != "linear") {
+        return Err(EngineError::field(
+            "scheduler/scheduler_config.json",
+            "interpolation_type",
+            format!("`{t}` is not supported"),
+        ));
+    }
+    if let Some(t) = c.final_sigmas_type.as_deref().filter(|t| *t != "zero") {
+        return Err(EngineError::field(
+            "scheduler/scheduler_config.json",
+            "final_sigmas_type",
+            format!("`{t}` is not supported"),
+        ));
+    }
+    let n = s.train_steps as f64;
+    let timesteps: Vec<f64> = match s.spacing {
+        Spacing::Linspace => linspace(0.0, n - 1.0, steps)
+            .into_iter()
+            .rev()
+            .map(|t| t as f32 as f64)
+            .collect(),
+        Spacing::Leading => {
+            let ratio = (s.train_steps / steps) as f64;
+            (0..steps)
+                .rev()
+                .map(|i| round_even(i as f64 * ratio) + s.steps_offset as f64)
+                .collect()
+        }
+        Spacing::Trailing => arange_down(n, 0.0, n / steps as f64)
+            .into_iter()
+            .map(|t| round_even(t) - 1.0)
+            .collect(),
+    };
+    let train = s.train_sigmas();
+    let mut sigmas: Vec<f64> = timesteps
+        .iter()
+        .map(|&t| interp(t, &train) as f32 as f64)
+        .collect();
+    sigmas.push(0.0);
+    let max = sigmas.iter().copied().fold(0.0, f64::max);
+    let init = match s.spacing {
+        Spacing::Linspace | Spacing::Trailing => max,
+        Spacing::Leading => ((max * max + 1.0) as f32).sqrt() as f64,
+    };
+    Ok((s, timesteps, sigmas, init))
+}
+
+/// x0 predicted from the model output at noise level `sigma` (Karras-style sample).
+pub fn predict_x0(
+    p: Prediction,
+    model_output: &Tensor,
+    sample: &Tensor,
+    sigma: f64,
+) -> CResult<Tensor> {
+    match p {
+        Prediction::Epsilon => sample - (model_output * sigma)?,
+        Prediction::VPrediction => {
+            let s2 = sigma * sigma + 1.0;
+            (model_output * (-sigma / s2.sqrt()))? + (sample / s2)?
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Euler {
+    prediction: Prediction,
+    timesteps: Vec<f64>,
+    sigmas: Vec<f64>,
+    init: f64,
+}
+
+impl Euler {
+    pub fn new(c: &SchedulerConfig, steps: usize) -> Result<Self> {
+        let (s, timesteps, sigmas, init) = sigma_schedule(c, steps)?;
+        Ok(Self {
+            prediction: s.prediction,
+            timesteps,
+            sigmas,
+            init,
+        })
+    }
+
+    pub fn sigmas(&self) -> &[f64] {
+        &self.sigmas
+    }
+}
+
+impl Scheduler for Euler {
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps
+    }
+    fn init_noise_sigma(&self) -> f64 {
+        self.init
+    }
+    fn scale_model_input(&self, sample: &Tensor, i: usize) -> CResult<Tensor> {
+        let s = self.sigmas[i];
+        sample / (s * s + 1.0).sqrt()
+    }
+    fn step(&mut self, model_output: &Tensor, i: usize, sample: &Tensor) -> CResult<Tensor> {
+        let sigma = self.sigmas[i];
+        let x0 = predict_x0(self.prediction, model_output, sample, sigma)?;
+        let derivative = ((sample - &x0)? / sigma)?;
+        let dt = self.sigmas[i + 1] - sigma;
+        sample + (derivative * dt)?
+    }
+}

@@ -1,0 +1,205 @@
+//! `Transformer2DModel` (continuous input) with `BasicTransformerBlock`s: self-attention,
+//! cross-attention to the text embedding, and a GEGLU feed-forward.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+
+use crate::engine::nn::{conv2d, softmax_last_dim, Kernels, LayerNorm};
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+    scale: f64,
+    upcast: bool,
+    kernels: Kernels,
+}
+
+impl Attention {
+    pub fn new(
+        dim: usize,
+        context: usize,
+        heads: usize,
+        head_dim: usize,
+        upcast: bool,
+        kernels: Kernels,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let inner = heads * head_dim;
+        Ok(Self {
+            to_q: candle_nn::linear_no_bias(dim, inner, vb.pp("to_q"))?,
+            to_k: candle_nn::linear_no_bias(context, inner, vb.pp("to_k"))?,
+            to_v: candle_nn::linear_no_bias(context, inner, vb.pp("to_v"))?,
+            to_out: candle_nn::linear(inner, dim, vb.pp("to_out.0"))?,
+            heads,
+            scale: (head_dim as f64).powf(-0.5),
+            upcast,
+            kernels,
+        })
+    }
+
+    fn split_heads(&self, x: Tensor) -> Result<Tensor> {
+        let (b, n, c) = x.dims3()?;
+        x.reshape((b, n, self.heads, c / self.heads))?
+            .transpose(1, 2)?
+            .contiguous()
+    }
+
+    pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        let ctx = context.unwrap_or(x);
+        let q = self.split_heads(self.to_q.forward(x)?)?;
+        let k = self.split_heads(self.to_k.forward(ctx)?)?;
+        let v = self.split_heads(self.to_v.forward(ctx)?)?;
+        let dtype = q.dtype();
+        // Half-precision scores overflow easily; softmax is taken in f32 either way.
+        let (q, k) = if self.upcast || dtype != DType::F32 {
+            (q.to_dtype(DType::F32)?, k.to_dtype(DType::F32)?)
+        } else {
+            (q, k)
+        };
+        // Scaling q rather than the (tokens x tokens) scores touches far fewer elements.
+        let scores = (q * self.scale)?.matmul(&k.t()?)?;
+        let probs = softmax_last_dim(&scores, self.kernels)?.to_dtype(dtype)?;
+        let out = probs.matmul(&v)?;
+        let (b, h, n, d) = out.dims4()?;
+        let out = out.transpose(1, 2)?.reshape((b, n, h * d))?;
+        self.to_out.forward(&out)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct GeGluFeedForward {
+    proj: Linear,
+    out: Linear,
+}
+
+impl GeGluFeedForward {
+    fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let inner = dim * 4;
+        Ok(Self {
+            proj: candle_nn::linear(dim, inner * 2, vb.pp("net.0.proj"))?,
+            out: candle_nn::linear(inner, dim, vb.pp("net.2"))?,
+        })
+    }
+}
+
+impl Module for GeGluFeedForward {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.proj.forward(x)?;
+        let half = h.dim(D::Minus1)? / 2;
+        let value = h.narrow(D::Minus1, 0, half)?;
+        let gate = h.narrow(D::Minus1, half, half)?;
+        self.out.forward(&(value * gate.gelu_erf()?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BasicTransformerBlock {
+    norm1: LayerNorm,
+    attn1: Attention,
+    norm2: LayerNorm,
+    attn2: Attention,
+    norm3: LayerNorm,
+    ff: GeGluFeedForward,
+}
+
+impl BasicTransformerBlock {
+    pub fn new(
+        dim: usize,
+        heads: usize,
+        cross_dim: usize,
+        kernels: Kernels,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let hd = dim / heads;
+        Ok(Self {
+            norm1: LayerNorm::new(dim, 1e-5, kernels, vb.pp("norm1"))?,
+            attn1: Attention::new(dim, dim, heads, hd, false, kernels, vb.pp("attn1"))?,
+            norm2: LayerNorm::new(dim, 1e-5, kernels, vb.pp("norm2"))?,
+            attn2: Attention::new(dim, cross_dim, heads, hd, false, kernels, vb.pp("attn2"))?,
+            norm3: LayerNorm::new(dim, 1e-5, kernels, vb.pp("norm3"))?,
+            ff: GeGluFeedForward::new(dim, vb.pp("ff"))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let x = (self.attn1.forward(&self.norm1.forward(x)?, None)? + x)?;
+        let x = (self
+            .attn2
+            .forward(&self.norm2.forward(&x)?, Some(context))?
+            + &x)?;
+        self.ff.forward(&self.norm3.forward(&x)?)? + x
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Proj {
+    Conv(Conv2d),
+    Linear(Linear),
+}
+
+#[derive(Debug, Clone)]
+pub struct Transformer2DModel {
+    norm: GroupNorm,
+    proj_in: Proj,
+    blocks: Vec<BasicTransformerBlock>,
+    proj_out: Proj,
+}
+
+pub struct Transformer2DOptions {
+    pub heads: usize,
+    pub depth: usize,
+    pub cross_dim: usize,
+    pub groups: usize,
+    pub linear_projection: bool,
+    pub kernels: Kernels,
+}
+
+impl Transformer2DModel {
+    pub fn new(ch: usize, o: &Transformer2DOptions, vb: VarBuilder) -> Result<Self> {
+        let proj = |name: &str| -> Result<Proj> {
+            Ok(if o.linear_projection {
+                Proj::Linear(candle_nn::linear(ch, ch, vb.pp(name))?)
+            } else {
+                Proj::Conv(conv2d(ch, ch, 1, 1, vb.pp(name))?)
+            })
+        };
+        let vbb = vb.pp("transformer_blocks");
+        let blocks = (0..o.depth)
+            .map(|i| BasicTransformerBlock::new(ch, o.heads, o.cross_dim, o.kernels, vbb.pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            norm: candle_nn::group_norm(o.groups, ch, 1e-6, vb.pp("norm"))?,
+            proj_in: proj("proj_in")?,
+            blocks,
+            proj_out: proj("proj_out")?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let residual = x;
+        let x = self.norm.forward(x)?;
+        let to_tokens = |t: Tensor| -> Result<Tensor> {
+            t.permute((0, 2, 3, 1))?.reshape((b, h * w, t.dim(1)?))
+        };
+        let mut t = match &self.proj_in {
+            Proj::Conv(conv) => to_tokens(conv.forward(&x)?)?,
+            Proj::Linear(lin) => lin.forward(&to_tokens(x)?)?,
+        };
+        for block in &self.blocks {
+            t = block.forward(&t, context)?;
+        }
+        let to_map = |t: Tensor| -> Result<Tensor> {
+            t.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()
+        };
+        let out = match &self.proj_out {
+            Proj::Conv(conv) => conv.forward(&to_map(t)?)?,
+            Proj::Linear(lin) => to_map(lin.forward(&t)?)?,
+        };
+        out + residual
+    }
+}
