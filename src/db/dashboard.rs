@@ -3,11 +3,8 @@
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use crate::report::votes::{Choice, VoteRecord};
+use crate::report::votes::{Choice, VoteRecord, BROKEN_MARKER};
 use crate::study::StudyError;
-
-/// The suffix that marks the broken image of a gold check in exported votes.
-pub const BROKEN_SUFFIX: &str = "#broken";
 
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct ModelPairCount {
@@ -93,7 +90,7 @@ pub async fn totals(pool: &PgPool, study_id: Uuid) -> Result<Totals, StudyError>
 }
 
 /// Every vote of a study in the votes-CSV shape. Gold checks name the broken side's model
-/// with [`BROKEN_SUFFIX`], so analyses can tell a pass from a failure without the database.
+/// with [`BROKEN_MARKER`], so analyses can tell a pass from a failure without the database.
 pub async fn vote_records(pool: &PgPool, study_id: Uuid) -> Result<Vec<VoteRecord>, StudyError> {
     #[derive(FromRow)]
     struct Row {
@@ -118,7 +115,7 @@ pub async fn vote_records(pool: &PgPool, study_id: Uuid) -> Result<Vec<VoteRecor
          WHERE a.study_id = $1 ORDER BY v.created_at, v.id",
     )
     .bind(study_id)
-    .bind(BROKEN_SUFFIX)
+    .bind(BROKEN_MARKER)
     .fetch_all(pool)
     .await?;
     rows.into_iter()
@@ -143,4 +140,36 @@ pub async fn vote_records(pool: &PgPool, study_id: Uuid) -> Result<Vec<VoteRecor
             })
         })
         .collect()
+}
+
+/// One non-gold vote with what a published dataset needs: the prompt, both images by
+/// content hash, their models and the answer.
+#[derive(Debug, Clone, FromRow)]
+pub struct DatasetRow {
+    pub prompt: String,
+    pub left_sha256: String,
+    pub right_sha256: String,
+    pub left_file: String,
+    pub right_file: String,
+    pub model_left: String,
+    pub model_right: String,
+    pub choice: String,
+    pub participant_id: Uuid,
+    pub assignment_id: Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn dataset_rows(pool: &PgPool, study_id: Uuid) -> Result<Vec<DatasetRow>, StudyError> {
+    Ok(sqlx::query_as(
+        "SELECT pr.text AS prompt, il.sha256 AS left_sha256, ir.sha256 AS right_sha256, il.file AS left_file, \
+           ir.file AS right_file, ml.name AS model_left, mr.name AS model_right, v.choice, a.participant_id, \
+           a.id AS assignment_id, v.created_at \
+         FROM votes v JOIN assignments a ON a.id = v.assignment_id JOIN prompts pr ON pr.id = a.prompt_id \
+         JOIN images il ON il.id = a.left_image JOIN models ml ON ml.id = il.model_id \
+         JOIN images ir ON ir.id = a.right_image JOIN models mr ON mr.id = ir.model_id \
+         WHERE a.study_id = $1 AND NOT a.gold ORDER BY v.created_at, v.id",
+    )
+    .bind(study_id)
+    .fetch_all(pool)
+    .await?)
 }

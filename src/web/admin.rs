@@ -37,7 +37,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/admin/studies/{slug}/prompts",
             web::post().to(import_prompts_form),
         )
-        .route("/admin/studies/{slug}/votes.csv", web::get().to(votes_csv));
+        .route("/admin/studies/{slug}/votes.csv", web::get().to(votes_csv))
+        .route(
+            "/admin/studies/{slug}/pickapic.jsonl",
+            web::get().to(pickapic_jsonl),
+        )
+        .route("/admin/studies/{slug}/report", web::get().to(report_page))
+        .route(
+            "/admin/studies/{slug}/report.json",
+            web::get().to(report_json),
+        );
 }
 
 const ADMIN_KEY: &str = "admin_id";
@@ -623,4 +632,67 @@ async fn votes_csv(
             format!("attachment; filename=\"{}-votes.csv\"", study.slug),
         ))
         .body(body))
+}
+
+fn attachment(body: String, content_type: &str, file_name: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{file_name}\""),
+        ))
+        .body(body)
+}
+
+async fn pickapic_jsonl(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    let (body, _) = crate::study::export::pickapic_jsonl(&state.db, &study).await?;
+    Ok(attachment(
+        body,
+        "application/x-ndjson",
+        format!("{}-pickapic.jsonl", study.slug),
+    ))
+}
+
+/// The live significance report (default settings: 1,000 participant-clustered bootstrap
+/// rounds, alpha 0.05), rendered by the same code as `arenaxl report`.
+async fn report_page(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    let report = crate::study::export::live_report(
+        &state.db,
+        &study,
+        crate::report::ReportSettings::default(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(crate::report::render::to_html(&report, &study.title)))
+}
+
+async fn report_json(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    let report = crate::study::export::live_report(
+        &state.db,
+        &study,
+        crate::report::ReportSettings::default(),
+    )
+    .await?;
+    Ok(attachment(
+        crate::report::render::to_json(&report),
+        "application/json",
+        format!("{}-report.json", study.slug),
+    ))
 }

@@ -311,3 +311,118 @@ async fn dashboard_and_votes_csv_show_what_participants_did() {
         assert_eq!(f[7], "1200");
     }
 }
+
+#[tokio::test]
+async fn live_report_and_exports_agree_with_the_votes() {
+    let app = TestApp::spawn().await;
+    app.ready_study("rep", 5, 0.4, 5, &["sdxl", "vega"]).await;
+    for p in 0..4 {
+        let token = app.join("rep", &format!("P{p}")).await;
+        loop {
+            let next = app.next(&token).await;
+            if next["done"] == true {
+                break;
+            }
+            let id: uuid::Uuid = next["assignment_id"].as_str().unwrap().parse().unwrap();
+            // Vote for whichever side shows sdxl (or the intact side of a gold check).
+            let (left_model, broken): (String, Option<String>) = sqlx::query_as(
+                "SELECT m.name, a.gold_broken_side FROM assignments a JOIN images i ON i.id = a.left_image \
+                 JOIN models m ON m.id = i.model_id WHERE a.id = $1",
+            )
+            .bind(id)
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+            let choice = match broken.as_deref() {
+                Some("left") => "right",
+                Some(_) => "left",
+                None if left_model == "sdxl" => "left",
+                None => "right",
+            };
+            app.vote(&token, &id.to_string(), choice).await;
+        }
+    }
+    app.login(&app.client).await;
+    let csv = app
+        .client
+        .get(app.url("/admin/studies/rep/votes.csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let votes = arenaxl::report::votes::read_votes_csv(csv.as_bytes(), "votes.csv")
+        .expect("the export reads back");
+    assert_eq!(votes.len(), 20);
+    let gold: Vec<_> = votes.iter().filter(|v| v.gold).collect();
+    assert!(
+        gold.iter().all(|v| v.gold_passed() == Some(true)),
+        "every gold check was passed"
+    );
+    let decisive = votes.iter().filter(|v| !v.gold).count() as u64;
+
+    let json: serde_json::Value = app
+        .client
+        .get(app.url("/admin/studies/rep/report.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["pairs"][0]["model_a"], "sdxl");
+    assert_eq!(json["pairs"][0]["model_b"], "vega");
+    assert_eq!(json["pairs"][0]["wins_a"], decisive);
+    assert_eq!(json["pairs"][0]["wins_b"], 0);
+    assert_eq!(json["models"][0]["name"], "sdxl");
+    let html = app
+        .client
+        .get(app.url("/admin/studies/rep/report"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(html.status().as_u16(), 200);
+    let html = html.text().await.unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("sdxl"),
+        "report page lacks charts"
+    );
+
+    let jsonl = app
+        .client
+        .get(app.url("/admin/studies/rep/pickapic.jsonl"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len() as u64, decisive);
+    for r in rows {
+        let winner = if r["label_0"] == 1.0 {
+            &r["model_0"]
+        } else {
+            &r["model_1"]
+        };
+        assert_eq!(winner, "sdxl");
+        assert_eq!(r["image_0_uid"].as_str().unwrap().len(), 64);
+    }
+    let dir = app.data_dir.path().join("dataset");
+    let study = arenaxl::db::studies::by_slug(&app.db.pool, "rep")
+        .await
+        .unwrap();
+    let n = arenaxl::study::export::write_pickapic_dir(&app.db, &study, &app.store, &dir)
+        .await
+        .unwrap();
+    assert_eq!(n as u64, decisive);
+    assert_eq!(
+        std::fs::read_dir(dir.join("images")).unwrap().count(),
+        10,
+        "5 prompts x 2 models"
+    );
+}
