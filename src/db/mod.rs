@@ -6,6 +6,8 @@ pub mod admins;
 pub mod content;
 pub mod dashboard;
 pub mod embedded;
+pub mod generation;
+pub mod jobs;
 pub mod participation;
 pub mod studies;
 

@@ -343,3 +343,56 @@ pub fn png_chunks(png: &[u8]) -> Vec<String> {
     }
     chunks
 }
+
+/// A fresh migrated database of its own, for tests that need no web server; the database
+/// is dropped when the guard is.
+pub struct TestDb {
+    pub db: Db,
+    pub url: String,
+    admin_options: PgConnectOptions,
+    db_name: String,
+}
+
+pub async fn fresh_db() -> TestDb {
+    arenaxl::telemetry::init();
+    let admin_options: PgConnectOptions = server_url().parse().expect("test database URL");
+    let db_name = format!("arenaxl_test_{}", Uuid::new_v4().simple());
+    let options = db::create_database(&admin_options, &db_name)
+        .await
+        .expect("Postgres must run on 127.0.0.1:5432 (or set TEST_DATABASE_URL)");
+    let database = Db::connect(options)
+        .await
+        .expect("connect to test database");
+    database.migrate().await.expect("migrations");
+    let base = server_url();
+    let url = match base.rfind('/') {
+        Some(i) if base[..i].contains("://") && base[i..].len() > 1 && !base[i..].contains('@') => {
+            format!("{}/{}", &base[..i], db_name)
+        }
+        _ => format!("{}/{}", base.trim_end_matches('/'), db_name),
+    };
+    TestDb {
+        db: database,
+        url,
+        admin_options,
+        db_name,
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin_options.clone();
+        let name = self.db_name.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async move {
+                    let _ = db::drop_database(&admin, &name).await;
+                });
+            }
+        })
+        .join();
+    }
+}
