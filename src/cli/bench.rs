@@ -31,6 +31,10 @@ pub enum BenchCommand {
     Report(super::report::BenchReportArgs),
     /// One UNet call, this engine on the CPU.
     Unet(super::generate::BenchUnetArgs),
+    /// Job queue throughput: claim + complete of no-op jobs by concurrent workers.
+    Queue(super::bench_jobs::BenchQueueArgs),
+    /// Images per second of a worker, and the share of time spent outside the model.
+    Generate(super::bench_jobs::BenchGenerateArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -38,6 +42,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Votes(args) => super::block_on(bench_votes(args)),
         BenchCommand::Report(args) => super::report::bench(args),
         BenchCommand::Unet(args) => super::generate::bench(args),
+        BenchCommand::Queue(args) => super::block_on(super::bench_jobs::bench_queue(args)),
+        BenchCommand::Generate(args) => super::block_on(super::bench_jobs::bench_generate(args)),
     }
 }
 

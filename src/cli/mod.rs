@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bench_jobs;
 pub mod demo;
 pub mod export;
 pub mod generate;
@@ -12,6 +13,7 @@ pub mod prompts;
 pub mod report;
 pub mod serve;
 pub mod study;
+pub mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -55,6 +57,8 @@ pub enum Command {
     Model(model::ModelCommand),
     /// Start a running platform with an open demo study.
     Demo(demo::DemoArgs),
+    /// Run queued jobs (image generation) on one device.
+    Worker(worker::WorkerArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -74,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Model(cmd) => model::run(cmd),
         Command::Demo(args) => block_on(demo::run(args)),
+        Command::Worker(args) => block_on(worker::run(args)),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -25,6 +25,12 @@ pub struct ServeArgs {
     pub bind: String,
     #[command(flatten)]
     pub db: DbArgs,
+    /// Also run a job worker in this process (single-machine use).
+    #[arg(long)]
+    pub worker: bool,
+    /// Device of the in-process worker (cpu or cuda:N).
+    #[arg(long, default_value = "cpu", requires = "worker")]
+    pub worker_device: String,
 }
 
 /// An open database, and the embedded cluster behind it if one was started (stopped on drop).
@@ -58,12 +64,35 @@ pub async fn open_database(args: &DbArgs) -> anyhow::Result<Database> {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database = open_database(&args.db).await?;
     let settings = Settings::new(args.bind, args.db.data_dir.clone())?;
+    let store = crate::study::images::ImageStore::new(settings.image_dir());
     let app = Application::build(settings, database.db.clone())?;
+    let worker = if args.worker {
+        let mut wargs = super::worker::WorkerArgs::in_process(args.db.clone());
+        wargs.device = args.worker_device.clone();
+        let worker = wargs.build(database.db.clone(), store)?;
+        let flag = worker.shutdown_flag();
+        let thread = worker
+            .spawn(tokio::runtime::Handle::current())
+            .context("cannot start the worker thread")?;
+        Some((flag, thread))
+    } else {
+        None
+    };
     println!(
-        "ArenaXL listening on http://127.0.0.1:{}/ (admin area: /admin)",
-        app.port()
+        "ArenaXL listening on http://127.0.0.1:{}/ (admin area: /admin{})",
+        app.port(),
+        if args.worker {
+            ", with an in-process worker"
+        } else {
+            ""
+        }
     );
-    app.run_until_stopped().await?;
+    let served = app.run_until_stopped().await;
+    if let Some((flag, thread)) = worker {
+        flag.store(true, std::sync::atomic::Ordering::Release);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    served?;
     drop(database);
     Ok(())
 }

@@ -377,3 +377,16 @@ pub async fn workers(pool: &PgPool) -> Result<Vec<WorkerRow>, JobError> {
     .fetch_all(pool)
     .await?)
 }
+
+/// Marks a worker alive and what it runs now (cheaper than a full `worker_beat`).
+pub async fn worker_touch(pool: &PgPool, id: &str, job: Option<Uuid>) -> Result<(), JobError> {
+    sqlx::query(
+        "UPDATE workers SET last_heartbeat = now(), current_job = $2, \
+           status = CASE WHEN $2 IS NULL THEN 'idle' ELSE 'running' END WHERE id = $1",
+    )
+    .bind(id)
+    .bind(job)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -75,7 +75,7 @@ impl JobContext {
     /// stays away the lease expires and the job is retried elsewhere.
     pub fn progress(&self, done: usize, total: usize, message: &str) -> Result<(), JobError> {
         let state = self.block_on(jobs::heartbeat(
-            &self.db.pool,
+            &self.db.relaxed,
             &self.lease,
             self.lease_ms,
             Some((done as i32, total as i32, message)),

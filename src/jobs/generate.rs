@@ -146,7 +146,7 @@ pub async fn enqueue_generation(
 }
 
 /// Where the time of generation goes, for `bench generate`.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct GenerateTimings {
     pub images: u64,
     /// Inside `Pipeline::generate` (text encoders, UNet, VAE).
@@ -160,13 +160,15 @@ pub struct GenerateTimings {
 pub struct GenerateRunner {
     pub cache: ModelCache,
     pub timings: GenerateTimings,
+    models_dir: Option<PathBuf>,
 }
 
 impl GenerateRunner {
-    pub fn new(memory_budget_bytes: u64) -> GenerateRunner {
+    pub fn new(memory_budget_bytes: u64, models_dir: Option<PathBuf>) -> GenerateRunner {
         GenerateRunner {
             cache: ModelCache::new(memory_budget_bytes),
             timings: GenerateTimings::default(),
+            models_dir,
         }
     }
 }
@@ -181,6 +183,17 @@ fn payload_error(message: String) -> JobError {
 impl JobRunner for GenerateRunner {
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let t = &self.timings;
+        serde_json::json!({
+            "images": t.images,
+            "model_s": t.model_s,
+            "encode_store_s": t.encode_store_s,
+            "db_s": t.db_s,
+            "load_s": self.cache.load_seconds,
+        })
     }
 
     fn run(&mut self, job: &Job, ctx: &mut JobContext) -> Result<(), JobError> {
@@ -204,6 +217,12 @@ impl JobRunner for GenerateRunner {
         let folder = PathBuf::from(model.folder.clone().ok_or_else(|| {
             JobError::Permanent(format!("model '{}' has no registered folder", p.model))
         })?);
+        // A relative folder lives under the worker's models directory (each machine may
+        // mount the shared models somewhere else).
+        let folder = match &self.models_dir {
+            Some(dir) if folder.is_relative() => dir.join(folder),
+            _ => folder,
+        };
         let prompts = ctx.block_on(generation::prompts_by_id(
             &ctx.db.pool,
             p.study_id,

@@ -172,4 +172,45 @@ pub trait JobRunner: Send {
     /// `Err(JobError::Stopped(..))` when the job was cancelled, the lease lost or the worker
     /// is shutting down, which the runner must pass on at once.
     fn run(&mut self, job: &Job, ctx: &mut JobContext) -> Result<(), JobError>;
+    /// Figures about the work done so far, for logs and benchmarks.
+    fn stats(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+/// Options of the runners a worker builds.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Relative model folders are resolved against this directory.
+    pub models_dir: Option<std::path::PathBuf>,
+    /// Bytes of weights kept loaded on the device before the least recently used go.
+    pub memory_budget_bytes: u64,
+}
+
+/// The runners for `kinds` ("generate", "noop"; "distill" once its runner exists).
+pub fn runners_for(
+    kinds: &[String],
+    opts: &RunnerOptions,
+) -> Result<Vec<Box<dyn JobRunner>>, JobError> {
+    let mut out: Vec<Box<dyn JobRunner>> = Vec::new();
+    for kind in kinds {
+        match kind.as_str() {
+            generate::KIND => out.push(Box::new(generate::GenerateRunner::new(
+                opts.memory_budget_bytes,
+                opts.models_dir.clone(),
+            ))),
+            "noop" => out.push(Box::new(noop::NoopRunner)),
+            other => {
+                return Err(JobError::Invalid(format!(
+                    "no runner for job kind '{other}' in this build (known: generate, noop)"
+                )))
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(JobError::Invalid(
+            "a worker needs at least one job kind".into(),
+        ));
+    }
+    Ok(out)
 }

@@ -3,10 +3,15 @@
 //! on the runtime extends the lease and raises a flag when the job was cancelled or taken
 //! over. Waiting for work uses LISTEN/NOTIFY with polling as the fallback, so a lost
 //! notification or a dropped connection costs at most one poll interval.
+//!
+//! Claims, heartbeats and completions commit without waiting for the WAL flush (the
+//! `relaxed` pool): losing one in a server crash only makes a job run again, and running
+//! a job again is safe because its results (image rows) are committed durably and skipped
+//! when already there.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sqlx::postgres::PgListener;
@@ -124,6 +129,8 @@ impl Worker {
 
     /// The loop; blocking. Call from a thread that is not a runtime worker.
     pub fn run(mut self, handle: Handle) -> (WorkerStats, Vec<Box<dyn JobRunner>>) {
+        // Some sqlx types (the listener) spawn tasks when dropped: keep the runtime entered.
+        let _runtime = handle.enter();
         let kinds = self.kinds();
         let mut stats = WorkerStats::default();
         let mut listener: Option<PgListener> = None;
@@ -139,18 +146,26 @@ impl Worker {
             last_heartbeat: started_at,
         };
         tracing::info!(worker = %self.config.id, ?kinds, "worker started");
+        // Housekeeping (the workers row, reaping expired leases) runs at most once a
+        // second, so that a busy worker spends its round trips on claims.
+        let mut housekeeping_at: Option<Instant> = None;
+        let backoff_ms = self.config.backoff.as_millis() as i64;
+        let lease_ms = self.config.lease.as_millis() as i64;
         while !self.shutdown.load(Ordering::Acquire) {
-            let _ = handle.block_on(jobs::worker_beat(&self.db.pool, &row));
-            if listener.is_none() {
-                listener = handle.block_on(listen(&self.db));
+            if housekeeping_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                housekeeping_at = Some(Instant::now());
+                if let Err(e) = handle.block_on(jobs::worker_beat(&self.db.pool, &row)) {
+                    tracing::warn!("cannot record the worker's heartbeat: {e}");
+                }
+                if let Err(e) = handle.block_on(jobs::reap_expired(&self.db.pool, backoff_ms)) {
+                    tracing::warn!("cannot reap expired leases: {e}");
+                }
+                if listener.is_none() {
+                    listener = handle.block_on(listen(&self.db));
+                }
             }
-            let backoff_ms = self.config.backoff.as_millis() as i64;
-            if let Err(e) = handle.block_on(jobs::reap_expired(&self.db.pool, backoff_ms)) {
-                tracing::warn!("cannot reap expired leases: {e}");
-            }
-            let lease_ms = self.config.lease.as_millis() as i64;
             let claimed = handle.block_on(jobs::claim(
-                &self.db.pool,
+                &self.db.relaxed,
                 &self.config.id,
                 &kinds,
                 lease_ms,
@@ -159,7 +174,6 @@ impl Worker {
                 Ok(Some(job)) => {
                     row.current_job = Some(job.id);
                     row.status = "running".into();
-                    let _ = handle.block_on(jobs::worker_beat(&self.db.pool, &row));
                     self.run_job(&handle, job, &mut stats);
                     row.current_job = None;
                     row.status = "idle".into();
@@ -168,6 +182,8 @@ impl Worker {
                     if self.config.exit_when_idle && handle.block_on(idle(&self.db, &kinds)) {
                         break;
                     }
+                    // Reap before sleeping: an expired job may be the only work left.
+                    housekeeping_at = None;
                     wait(&handle, &mut listener, self.config.poll);
                 }
                 Err(e) => {
@@ -188,6 +204,11 @@ impl Worker {
         };
         let signal = Arc::new(AtomicU8::new(SIGNAL_NONE));
         let lease_ms = self.config.lease.as_millis() as i64;
+        let _ = handle.block_on(jobs::worker_touch(
+            &self.db.relaxed,
+            &self.config.id,
+            Some(job.id),
+        ));
         let beat = handle.spawn(heartbeat_task(
             self.db.clone(),
             lease.clone(),
@@ -238,7 +259,7 @@ impl Worker {
         };
         // The end of a job must reach the database; a dropped connection is retried.
         for attempt in 0..10 {
-            match handle.block_on(jobs::finish(&self.db.pool, &lease, &outcome)) {
+            match handle.block_on(jobs::finish(&self.db.relaxed, &lease, &outcome)) {
                 Ok(true) => {
                     match outcome {
                         Outcome::Succeeded => stats.succeeded += 1,
@@ -315,7 +336,8 @@ async fn heartbeat_task(
 ) {
     loop {
         tokio::time::sleep(every).await;
-        match jobs::heartbeat(&db.pool, &lease, lease_ms, None).await {
+        let _ = jobs::worker_touch(&db.pool, &lease.worker_id, Some(lease.job_id)).await;
+        match jobs::heartbeat(&db.relaxed, &lease, lease_ms, None).await {
             Ok(LeaseState::Held) => {}
             Ok(LeaseState::CancelRequested) => signal.store(SIGNAL_CANCEL, Ordering::Release),
             Ok(LeaseState::Lost) => {
