@@ -52,6 +52,29 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// A context for running a runner outside a worker loop (tests, tools): no heartbeat
+    /// task, so progress calls are what extend the lease.
+    pub fn new(
+        db: Db,
+        store: ImageStore,
+        lease: Lease,
+        device_name: &str,
+        lease_ms: i64,
+    ) -> Result<JobContext, JobError> {
+        Ok(JobContext {
+            db,
+            store,
+            lease,
+            device: crate::engine::device::parse_device(device_name)?,
+            device_name: device_name.to_string(),
+            handle: Handle::try_current()
+                .map_err(|e| JobError::Invalid(format!("no tokio runtime: {e}")))?,
+            lease_ms,
+            signal: Arc::new(AtomicU8::new(SIGNAL_NONE)),
+            shutdown: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
     /// Runs a database future from the device thread.
     pub fn block_on<F: std::future::Future>(&self, fut: F) -> F::Output {
         self.handle.block_on(fut)
