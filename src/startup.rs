@@ -15,7 +15,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use crate::config::Settings;
 use crate::db::Db;
 use crate::web::state::AppState;
-use crate::web::{admin, api, errors, participant};
+use crate::web::{admin, admin_jobs, api, errors, participant};
 
 pub struct Application {
     port: u16,
@@ -106,6 +106,7 @@ fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             .configure(api::routes)
             .configure(participant::routes)
             .configure(admin::routes)
+            .configure(admin_jobs::routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

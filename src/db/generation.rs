@@ -181,3 +181,26 @@ pub async fn gallery(
     .fetch_all(pool)
     .await?)
 }
+
+/// A study's prompt categories with their prompt counts.
+pub async fn categories(pool: &PgPool, study_id: Uuid) -> Result<Vec<(String, i64)>, JobError> {
+    Ok(sqlx::query_as(
+        "SELECT category, count(*) FROM prompts WHERE study_id = $1 AND category IS NOT NULL \
+         GROUP BY category ORDER BY category",
+    )
+    .bind(study_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The stored file of an image (`broken` for its gold-check version).
+pub async fn image_file(pool: &PgPool, id: Uuid, broken: bool) -> Result<Option<String>, JobError> {
+    Ok(sqlx::query_scalar(if broken {
+        "SELECT broken_file FROM images WHERE id = $1"
+    } else {
+        "SELECT file FROM images WHERE id = $1"
+    })
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}

@@ -64,7 +64,7 @@ pub fn csrf_token(session: &Session) -> String {
     token
 }
 
-fn check_csrf(session: &Session, provided: &str) -> Result<(), AdminError> {
+pub(crate) fn check_csrf(session: &Session, provided: &str) -> Result<(), AdminError> {
     let expected = session
         .get::<String>(CSRF_KEY)
         .ok()
@@ -156,7 +156,7 @@ impl FromRequest for Admin {
     }
 }
 
-fn see_other(location: &str) -> HttpResponse {
+pub(crate) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .finish()

@@ -7,5 +7,6 @@ mod admin;
 mod blindness;
 mod flow;
 mod imports;
+mod jobs_admin;
 mod scheduling;
 mod votes;
