@@ -1,23 +1,29 @@
 //! `arenaxl demo`: a running platform with an open demo study, on a fresh machine with no
-//! GPU and no downloads. Until the generation jobs land, its images are placeholders drawn
-//! here, and every participant page says so.
+//! GPU and no downloads. It makes tiny random-weight SDXL-, SSD-1B- and Vega-shaped
+//! pipelines, registers them, queues the generation of the study's images and runs an
+//! in-process worker that generates them; every participant page says the models have
+//! random weights.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use image::{Rgb, RgbImage};
+use std::time::{Duration, Instant};
+
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::config::Settings;
-use crate::db::studies;
+use crate::db::{generation, studies};
+use crate::engine::presets::init_model_folder;
+use crate::jobs::generate::{enqueue_generation, GenerationRequest, Sampling};
+use crate::jobs::models;
 use crate::startup::Application;
-use crate::study::images::{insert_images, prepare, ImageStore, PreparedImage};
+use crate::study::images::ImageStore;
 use crate::study::prompts::{import_prompts, parse_prompts, NewPrompt, PromptFormat};
-use crate::study::{admins, StudyError, StudyForm, StudySettings, StudyStatus};
+use crate::study::{admins, Study, StudyError, StudyForm, StudySettings, StudyStatus};
 
 use super::serve::{open_database, DbArgs};
+use super::worker::WorkerArgs;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -32,12 +38,20 @@ pub struct DemoArgs {
     /// Number of prompts to use.
     #[arg(long, default_value_t = 12)]
     pub prompt_count: usize,
+    /// Seeds (images) per prompt and model.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    /// Denoising steps of the demo's generation.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Image size in pixels (a multiple of 8).
+    #[arg(long, default_value_t = 128)]
+    pub size: usize,
 }
 
 pub const DEMO_SLUG: &str = "demo";
 pub const DEMO_ADMIN: &str = "admin@arenaxl.local";
-const DEMO_NOTICE: &str = "Demo study: these images are placeholders drawn by ArenaXL itself, not the output of any model.";
-const MODELS: [&str; 3] = ["sdxl-placeholder", "ssd-1b-placeholder", "vega-placeholder"];
+const DEMO_NOTICE: &str = "Demo study: the three models here have random weights (tiny SDXL-, SSD-1B- and Vega-shaped networks made on this machine), so their images are abstract noise. The study shows how the platform works, not how these models compare.";
 
 const FALLBACK_PROMPTS: [&str; 12] = [
     "a red apple on a wooden table",
@@ -100,106 +114,142 @@ fn demo_prompts(args: &DemoArgs) -> anyhow::Result<Vec<NewPrompt>> {
         .collect())
 }
 
-/// A placeholder picture: soft gradient and a few discs, different for every prompt and model.
-pub fn placeholder_image(prompt: &str, model: &str, size: u32) -> RgbImage {
-    let digest = Sha256::digest(format!("{prompt}\u{0}{model}").as_bytes());
-    let b = |i: usize| digest[i % digest.len()] as f32;
-    let mut img = RgbImage::from_fn(size, size, |x, y| {
-        let (fx, fy) = (x as f32 / size as f32, y as f32 / size as f32);
-        Rgb([
-            (b(0) * (1.0 - fy) + b(1) * fy) as u8,
-            (b(2) * (1.0 - fx) + b(3) * fx) as u8,
-            ((b(4) + b(5)) / 2.0) as u8,
-        ])
-    });
-    for k in 0..4 {
-        let cx = b(6 + k * 4) / 255.0 * size as f32;
-        let cy = b(7 + k * 4) / 255.0 * size as f32;
-        let r = (0.08 + b(8 + k * 4) / 255.0 * 0.2) * size as f32;
-        let color = Rgb([b(9 + k * 4) as u8, b(10 + k * 3) as u8, b(11 + k * 2) as u8]);
-        for y in 0..size {
-            for x in 0..size {
-                let (dx, dy) = (x as f32 - cx, y as f32 - cy);
-                if dx * dx + dy * dy <= r * r {
-                    img.put_pixel(x, y, color);
-                }
-            }
-        }
-    }
-    img
-}
+/// The demo's models: tiny random-weight pipelines shaped like each real one.
+const MODELS: [(&str, &str); 3] = [
+    ("sdxl-tiny-random", "tiny-sdxl"),
+    ("ssd-1b-tiny-random", "tiny-ssd-1b"),
+    ("vega-tiny-random", "tiny-vega"),
+];
 
-/// Creates (or reuses) the demo study with prompts and placeholder images, and opens it.
-pub async fn prepare_demo(
-    db: &crate::db::Db,
-    store: &ImageStore,
-    args: &DemoArgs,
-) -> anyhow::Result<()> {
+/// Creates (or reuses) the demo study, its prompts and its random-weight models, and
+/// queues the generation of its images. Returns the study.
+pub async fn prepare_demo(db: &crate::db::Db, args: &DemoArgs) -> anyhow::Result<Study> {
+    let settings = StudySettings::try_from(StudyForm {
+        slug: DEMO_SLUG.into(),
+        title: "Which image is better? (ArenaXL demo)".into(),
+        notice: Some(DEMO_NOTICE.into()),
+        votes_per_participant: Some(10),
+        gold_rate: Some(0.1),
+        completion_code: Some("DEMO-DONE".into()),
+        allow_tie: true,
+        allow_both_bad: true,
+        ..StudyForm::default()
+    })?;
     let study = match studies::by_slug(&db.pool, DEMO_SLUG).await {
-        Ok(s) => s,
-        Err(StudyError::NotFound(_)) => {
-            let settings = StudySettings::try_from(StudyForm {
-                slug: DEMO_SLUG.into(),
-                title: "Which image is better? (ArenaXL demo)".into(),
-                notice: Some(DEMO_NOTICE.into()),
-                votes_per_participant: Some(10),
-                gold_rate: Some(0.1),
-                completion_code: Some("DEMO-DONE".into()),
-                allow_tie: true,
-                allow_both_bad: true,
-                ..StudyForm::default()
-            })?;
-            studies::insert(&db.pool, &settings).await?
-        }
+        // An older demo study keeps its votes but gets the current notice.
+        Ok(s) => studies::update(&db.pool, s.id, &settings).await?,
+        Err(StudyError::NotFound(_)) => studies::insert(&db.pool, &settings).await?,
         Err(e) => return Err(e.into()),
     };
     let prompts = demo_prompts(args)?;
     import_prompts(db, &study, &prompts).await?;
-    let mut images = Vec::new();
-    for p in &prompts {
-        for model in MODELS {
-            let picture = placeholder_image(&p.text, model, 256);
-            let (stored, broken) = prepare(store, &picture)?;
-            images.push(PreparedImage {
-                model: model.to_string(),
-                prompt: p.clone(),
-                seed: Some(0),
-                steps: None,
-                guidance: None,
-                scheduler: None,
-                width: 256,
-                height: 256,
-                stored,
-                broken,
-            });
+
+    let models_dir = args.data_dir.join("models");
+    for (name, preset) in MODELS {
+        let dir = models_dir.join(preset);
+        if !dir.join("model_index.json").is_file() {
+            println!(
+                "Creating random-weight model {name} ({preset}) in {}",
+                dir.display()
+            );
+            let (tmp, out) = (models_dir.join(format!(".{preset}.tmp")), dir.clone());
+            let _ = std::fs::remove_dir_all(&tmp);
+            let tmp_c = tmp.clone();
+            tokio::task::spawn_blocking(move || init_model_folder(preset, &tmp_c, 0)).await??;
+            std::fs::rename(&tmp, &out)
+                .with_context(|| format!("cannot move the model into {}", out.display()))?;
         }
+        models::register(db, name, &dir).await?;
     }
-    insert_images(db, &study, &images).await?;
-    studies::set_status(&db.pool, DEMO_SLUG, StudyStatus::Open).await?;
-    Ok(())
+    let prompt_ids = generation::study_prompt_ids(&db.pool, study.id, &[]).await?;
+    let mut tx = db.pool.begin().await?;
+    enqueue_generation(
+        &mut tx,
+        &GenerationRequest {
+            study_id: study.id,
+            models: MODELS.iter().map(|(n, _)| n.to_string()).collect(),
+            prompt_ids,
+            seeds: (0..args.seeds as i64).collect(),
+            sampling: Sampling {
+                steps: args.steps,
+                guidance: 5.0,
+                scheduler: None,
+                width: args.size,
+                height: args.size,
+                dtype: "f32".into(),
+            },
+            batch: 4,
+            priority: 0,
+            max_attempts: 3,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(study)
+}
+
+/// Prints progress until no generation job of the study is queued or running.
+async fn wait_for_images(db: &crate::db::Db, study: &Study) -> anyhow::Result<()> {
+    let mut last = (-1, -1);
+    loop {
+        let (pending, images, pairs): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM jobs WHERE study_id = $1 AND status IN ('queued', 'running')), \
+                    (SELECT count(*) FROM images WHERE study_id = $1), \
+                    (SELECT count(*) FROM pairs WHERE study_id = $1)",
+        )
+        .bind(study.id)
+        .fetch_one(&db.pool)
+        .await?;
+        if (images, pairs) != last {
+            println!("  {images} images, {pairs} pairs ready");
+            last = (images, pairs);
+        }
+        if pending == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
     let db_args = DbArgs {
         data_dir: args.data_dir.clone(),
     };
     let database = open_database(&db_args).await?;
     let settings = Settings::new(args.bind.clone(), args.data_dir.clone())?;
     let store = ImageStore::new(settings.image_dir());
-    prepare_demo(&database.db, &store, &args).await?;
+    let study = prepare_demo(&database.db, &args).await?;
+    let mut wargs = WorkerArgs::in_process(db_args);
+    wargs.poll_ms = 200;
+    let worker = wargs.build(database.db.clone(), store)?;
+    let stop = worker.shutdown_flag();
+    let thread = worker
+        .spawn(tokio::runtime::Handle::current())
+        .context("cannot start the worker thread")?;
     let mut bytes = [0u8; 9];
     rand::thread_rng().fill_bytes(&mut bytes);
     let password = hex::encode(bytes);
     admins::create_or_update(&database.db, DEMO_ADMIN, &password).await?;
     let app = Application::build(settings, database.db.clone())?;
     let base = format!("http://127.0.0.1:{}", app.port());
+    println!("Generating the demo images on the CPU (admin area: {base}/admin/jobs) ...");
+    let server = tokio::spawn(app.run_until_stopped());
+    wait_for_images(&database.db, &study).await?;
+    studies::set_status(&database.db.pool, DEMO_SLUG, StudyStatus::Open).await?;
     println!();
-    println!("ArenaXL demo is running (images are placeholders, not model output).");
+    println!(
+        "ArenaXL demo is running, ready in {:.0} s. Its models have random weights: the images are noise.",
+        started.elapsed().as_secs_f64()
+    );
     println!("  Participant: {base}/s/{DEMO_SLUG}?PROLIFIC_PID=demo-participant&STUDY_ID=demo&SESSION_ID=demo-session");
-    println!("  Admin:       {base}/admin");
+    println!("  Admin:       {base}/admin  (jobs: {base}/admin/jobs, gallery: {base}/admin/studies/{DEMO_SLUG}/gallery)");
     println!("  Login:       {DEMO_ADMIN} / {password}");
     println!("Press Ctrl-C to stop.");
-    app.run_until_stopped().await?;
+    let served = server.await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    served??;
     drop(database);
     Ok(())
 }
