@@ -589,3 +589,46 @@ async fn several_workers_never_run_the_same_job() {
     assert!(busy >= 2, "work was shared");
     assert_eq!(count(&t.db, "SELECT count(*) FROM jobs WHERE status = 'succeeded' AND attempts = 1 AND progress_done = 1").await, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_makes_its_models_and_a_worker_generates_every_pair() {
+    let t = fresh_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let args = arenaxl::cli::demo::DemoArgs {
+        bind: "127.0.0.1:0".into(),
+        data_dir: tmp.path().to_path_buf(),
+        prompts: None,
+        prompt_count: 2,
+        seeds: 1,
+        steps: 2,
+        size: 64,
+    };
+    let study = arenaxl::cli::demo::prepare_demo(&t.db, &args)
+        .await
+        .expect("prepare demo");
+    assert!(study.notice.contains("random weights"), "{}", study.notice);
+    assert_eq!(
+        count(
+            &t.db,
+            "SELECT count(*) FROM models WHERE folder IS NOT NULL AND weights_hash IS NOT NULL"
+        )
+        .await,
+        3
+    );
+    let stats = run_worker(worker(&t.db, &store_in(tmp.path()), &["generate"], 30_000)).await;
+    assert_eq!((stats.succeeded, stats.failed), (3, 0));
+    assert_eq!(count(&t.db, "SELECT count(*) FROM images").await, 6);
+    assert_eq!(
+        count(&t.db, "SELECT count(*) FROM pairs").await,
+        6,
+        "2 prompts x 3 model pairs"
+    );
+    // Running the demo again reuses everything and queues nothing new.
+    arenaxl::cli::demo::prepare_demo(&t.db, &args)
+        .await
+        .expect("prepare again");
+    assert_eq!(
+        count(&t.db, "SELECT count(*) FROM jobs WHERE status = 'queued'").await,
+        0
+    );
+}
