@@ -102,7 +102,7 @@ async fn enqueue(
 }
 
 async fn register(db: &Db, name: &str, preset: &str) {
-    arenaxl::jobs::models::register(db, name, &model_folder(preset))
+    arenaxl::jobs::models::register(db, name, &model_folder(preset), None)
         .await
         .expect("register model");
 }
@@ -486,7 +486,7 @@ async fn a_broken_model_folder_fails_clearly_and_blocks_nothing() {
     register(&t.db, "good", "tiny-sdxl").await;
     let broken = tmp.path().join("broken");
     arenaxl::engine::presets::init_model_folder("tiny-vega", &broken, 1).expect("init");
-    arenaxl::jobs::models::register(&t.db, "broken", &broken)
+    arenaxl::jobs::models::register(&t.db, "broken", &broken, None)
         .await
         .expect("register");
     std::fs::write(broken.join("unet/config.json"), "{ not json").expect("break the folder");
@@ -508,7 +508,7 @@ async fn a_broken_model_folder_fails_clearly_and_blocks_nothing() {
     );
     assert_images_complete(&t, &store, 2).await;
     // Registration itself refuses a broken folder, naming the file.
-    let refused = arenaxl::jobs::models::register(&t.db, "broken2", &broken).await;
+    let refused = arenaxl::jobs::models::register(&t.db, "broken2", &broken, None).await;
     assert!(
         refused
             .as_ref()
@@ -631,4 +631,35 @@ async fn the_demo_makes_its_models_and_a_worker_generates_every_pair() {
         count(&t.db, "SELECT count(*) FROM jobs WHERE status = 'queued'").await,
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_model_folder_is_found_under_each_workers_models_dir() {
+    let t = fresh_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let folder = model_folder("tiny-ssd-1b");
+    let base = folder.parent().expect("models dir");
+    let escape = arenaxl::jobs::models::register(&t.db, "bad", Path::new("../x"), Some(base)).await;
+    assert!(escape.is_err_and(|e| e.to_string().contains("inside the models directory")));
+    let row = arenaxl::jobs::models::register(&t.db, "ssd", Path::new("tiny-ssd-1b"), Some(base))
+        .await
+        .expect("register relative");
+    assert_eq!(row.folder.as_deref(), Some("tiny-ssd-1b"));
+    let study = study_with_prompts(&t.db, 1).await;
+    enqueue(&t.db, &study, &["ssd"], 1, 2, 1).await;
+    let mut config = WorkerConfig::new("cpu");
+    config.exit_when_idle = true;
+    config.poll = Duration::from_millis(50);
+    let runners = runners_for(
+        &["generate".to_string()],
+        &RunnerOptions {
+            models_dir: Some(base.to_path_buf()),
+            memory_budget_bytes: 1 << 30,
+        },
+    )
+    .expect("runners");
+    let w = Worker::new(config, t.db.clone(), store_in(tmp.path()), runners).expect("worker");
+    let stats = run_worker(w).await;
+    assert_eq!((stats.succeeded, stats.failed), (1, 0));
+    assert_eq!(count(&t.db, "SELECT count(*) FROM images").await, 1);
 }

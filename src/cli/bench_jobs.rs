@@ -200,7 +200,7 @@ pub async fn bench_generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
     crate::engine::presets::init_model_folder(&args.preset, &model_dir, 0)?;
     let bench = BenchDb::create(tmp.path()).await?;
     let db = bench.db.clone();
-    crate::jobs::models::register(&db, &args.preset, &model_dir).await?;
+    crate::jobs::models::register(&db, &args.preset, &model_dir, None).await?;
     let study = studies::insert(
         &db.pool,
         &StudySettings::try_from(StudyForm {

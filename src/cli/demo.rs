@@ -159,7 +159,7 @@ pub async fn prepare_demo(db: &crate::db::Db, args: &DemoArgs) -> anyhow::Result
             std::fs::rename(&tmp, &out)
                 .with_context(|| format!("cannot move the model into {}", out.display()))?;
         }
-        models::register(db, name, &dir).await?;
+        models::register(db, name, &dir, None).await?;
     }
     let prompt_ids = generation::study_prompt_ids(&db.pool, study.id, &[]).await?;
     let mut tx = db.pool.begin().await?;

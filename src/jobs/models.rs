@@ -87,21 +87,52 @@ pub fn inspect_folder(dir: &Path) -> Result<(String, serde_json::Value), JobErro
     Ok((hash, info))
 }
 
-/// Registers a model folder under a name (1-100 characters, no '#').
-pub async fn register(db: &Db, name: &str, folder: &Path) -> Result<ModelRow, JobError> {
+/// Registers a model folder under a name (1-100 characters, no '#'). An absolute folder is
+/// stored canonicalised; a relative one is checked under `models_dir` and stored relative,
+/// so that each worker finds it under its own `--models-dir`.
+pub async fn register(
+    db: &Db,
+    name: &str,
+    folder: &Path,
+    models_dir: Option<&Path>,
+) -> Result<ModelRow, JobError> {
     let name = name.trim();
     if name.is_empty() || name.len() > 100 || name.contains('#') {
         return Err(JobError::Invalid(
             "model name must be 1-100 characters without '#'".into(),
         ));
     }
-    let folder = std::fs::canonicalize(folder)
-        .map_err(|e| JobError::Invalid(format!("model folder {}: {e}", folder.display())))?;
-    let dir = folder.clone();
-    let (hash, info) = tokio::task::spawn_blocking(move || inspect_folder(&dir))
+    let (check, stored) = match models_dir {
+        Some(base) if folder.is_relative() => {
+            if folder
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(JobError::Invalid(format!(
+                    "model folder {}: a relative folder must stay inside the models directory",
+                    folder.display()
+                )));
+            }
+            (base.join(folder), folder.to_path_buf())
+        }
+        _ => {
+            let abs = std::fs::canonicalize(folder).map_err(|e| {
+                JobError::Invalid(format!("model folder {}: {e}", folder.display()))
+            })?;
+            (abs.clone(), abs)
+        }
+    };
+    let (hash, info) = tokio::task::spawn_blocking(move || inspect_folder(&check))
         .await
         .map_err(|e| JobError::Failed(format!("model check failed: {e}")))??;
-    generation::upsert_registered(&db.pool, name, &folder.to_string_lossy(), &hash, &info).await
+    generation::upsert_registered(&db.pool, name, &stored.to_string_lossy(), &hash, &info).await
+}
+
+/// The models directory shared by the web server and workers (`ARENAXL_MODELS_DIR`).
+pub fn models_dir_from_env() -> Option<PathBuf> {
+    std::env::var_os("ARENAXL_MODELS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 struct Loaded {

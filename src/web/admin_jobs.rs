@@ -304,9 +304,11 @@ async fn register_model(
     form: web::Form<RegisterForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
+    // Relative folders live under the models directory that workers share.
+    let models_dir = crate::jobs::models::models_dir_from_env();
+    let folder = PathBuf::from(form.folder.trim());
     let result =
-        crate::jobs::models::register(&state.db, &form.name, &PathBuf::from(form.folder.trim()))
-            .await;
+        crate::jobs::models::register(&state.db, &form.name, &folder, models_dir.as_deref()).await;
     let (status, error, flash) = match result {
         Ok(m) => (
             StatusCode::OK,
