@@ -8,6 +8,7 @@ pub mod demo;
 pub mod export;
 pub mod generate;
 pub mod images;
+pub mod jobs;
 pub mod model;
 pub mod prompts;
 pub mod report;
@@ -57,6 +58,9 @@ pub enum Command {
     Model(model::ModelCommand),
     /// Start a running platform with an open demo study.
     Demo(demo::DemoArgs),
+    /// Queue generation, register models, list/cancel/retry jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
     /// Run queued jobs (image generation) on one device.
     Worker(worker::WorkerArgs),
     /// Benchmarks that print figures.
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Model(cmd) => model::run(cmd),
         Command::Demo(args) => block_on(demo::run(args)),
+        Command::Jobs(cmd) => block_on(jobs::run(cmd)),
         Command::Worker(args) => block_on(worker::run(args)),
         Command::Bench(cmd) => bench::run(cmd),
     }

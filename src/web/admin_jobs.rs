@@ -40,7 +40,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 impl From<JobError> for AdminError {
     fn from(e: JobError) -> Self {
-        let page = match &e {
+        let page = match e {
+            JobError::Study(s) => return AdminError::from(s),
             JobError::NotFound(_) => {
                 PageError::new(StatusCode::NOT_FOUND, "Not found", e.to_string())
             }
@@ -49,9 +50,8 @@ impl From<JobError> for AdminError {
                 "Invalid request",
                 e.to_string(),
             ),
-            JobError::Study(s) => return AdminError::Page(PageError::from(clone_study_error(s))),
-            _ => {
-                tracing::error!("admin jobs page: {e}");
+            other => {
+                tracing::error!("admin jobs page: {other}");
                 PageError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",
@@ -60,13 +60,6 @@ impl From<JobError> for AdminError {
             }
         };
         AdminError::Page(page)
-    }
-}
-
-fn clone_study_error(e: &crate::study::StudyError) -> crate::study::StudyError {
-    match e {
-        crate::study::StudyError::NotFound(s) => crate::study::StudyError::NotFound(s.clone()),
-        other => crate::study::StudyError::Conflict(other.to_string()),
     }
 }
 
