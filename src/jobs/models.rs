@@ -163,6 +163,11 @@ impl ModelCache {
         }
     }
 
+    /// Estimated bytes of the loaded weights.
+    pub fn loaded_bytes(&self) -> u64 {
+        self.loaded.iter().map(|l| l.bytes).sum()
+    }
+
     pub fn loaded_folders(&self) -> Vec<PathBuf> {
         self.loaded.iter().map(|l| l.folder.clone()).collect()
     }

@@ -184,7 +184,7 @@ impl Worker {
                     }
                     // Reap before sleeping: an expired job may be the only work left.
                     housekeeping_at = None;
-                    wait(&handle, &mut listener, self.config.poll);
+                    wait(&handle, &mut listener, self.config.poll, &self.shutdown);
                 }
                 Err(e) => {
                     tracing::warn!("cannot claim a job (retrying): {e}");
@@ -300,19 +300,32 @@ async fn listen(db: &Db) -> Option<PgListener> {
     }
 }
 
-/// Waits for a notification or the poll interval; drops a broken listener (it is made
-/// again on the next loop).
-fn wait(handle: &Handle, listener: &mut Option<PgListener>, poll: Duration) {
-    match listener {
-        Some(l) => {
-            let got = handle.block_on(async { tokio::time::timeout(poll, l.try_recv()).await });
-            match got {
-                Ok(Ok(Some(_))) | Err(_) => {}
-                // None: the connection was lost; Err: it failed.
-                Ok(Ok(None)) | Ok(Err(_)) => *listener = None,
-            }
+/// Waits for a notification or the poll interval, in slices so that a shutdown is seen
+/// within a quarter second; drops a broken listener (it is made again on the next loop).
+fn wait(handle: &Handle, listener: &mut Option<PgListener>, poll: Duration, shutdown: &AtomicBool) {
+    let until = Instant::now() + poll;
+    loop {
+        let now = Instant::now();
+        if now >= until || shutdown.load(Ordering::Acquire) {
+            return;
         }
-        None => std::thread::sleep(poll),
+        let slice = (until - now).min(Duration::from_millis(250));
+        match listener {
+            Some(l) => {
+                let got =
+                    handle.block_on(async { tokio::time::timeout(slice, l.try_recv()).await });
+                match got {
+                    Ok(Ok(Some(_))) => return,
+                    Err(_) => {}
+                    // None: the connection was lost; Err: it failed. Poll from now on.
+                    Ok(Ok(None)) | Ok(Err(_)) => {
+                        *listener = None;
+                        return;
+                    }
+                }
+            }
+            None => std::thread::sleep(slice),
+        }
     }
 }
 
