@@ -390,3 +390,11 @@ pub async fn worker_touch(pool: &PgPool, id: &str, job: Option<Uuid>) -> Result<
     .await?;
     Ok(())
 }
+
+/// Forgets workers not heard of for a day (each worker process has a row of its own).
+pub async fn prune_workers(pool: &PgPool) -> Result<u64, JobError> {
+    let done = sqlx::query("DELETE FROM workers WHERE last_heartbeat < now() - interval '1 day'")
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -160,6 +160,7 @@ impl Worker {
                 if let Err(e) = handle.block_on(jobs::reap_expired(&self.db.pool, backoff_ms)) {
                     tracing::warn!("cannot reap expired leases: {e}");
                 }
+                let _ = handle.block_on(jobs::prune_workers(&self.db.relaxed));
                 if listener.is_none() {
                     listener = handle.block_on(listen(&self.db));
                 }

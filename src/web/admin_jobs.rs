@@ -242,15 +242,24 @@ async fn workers_page(
     let workers = q::workers(&state.db.pool)
         .await?
         .into_iter()
-        .map(|w| WorkerView {
-            seconds_ago: (now - w.last_heartbeat).num_seconds().max(0),
-            id: w.id,
-            host: w.host,
-            device: w.device,
-            kinds: w.kinds.join(", "),
-            status: w.status,
-            current_job: w.current_job.map(|j| j.to_string()).unwrap_or_default(),
-            last_heartbeat: w.last_heartbeat.format("%Y-%m-%d %H:%M:%S").to_string(),
+        .map(|w| {
+            let seconds_ago = (now - w.last_heartbeat).num_seconds().max(0);
+            // A worker that stopped without saying so (killed, machine gone) goes quiet.
+            let status = if w.status != "stopped" && seconds_ago > 90 {
+                format!("not responding (was {})", w.status)
+            } else {
+                w.status
+            };
+            WorkerView {
+                seconds_ago,
+                id: w.id,
+                host: w.host,
+                device: w.device,
+                kinds: w.kinds.join(", "),
+                status,
+                current_job: w.current_job.map(|j| j.to_string()).unwrap_or_default(),
+                last_heartbeat: w.last_heartbeat.format("%Y-%m-%d %H:%M:%S").to_string(),
+            }
         })
         .collect();
     Ok(html(WorkersPage {

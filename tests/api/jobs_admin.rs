@@ -366,7 +366,15 @@ async fn a_worker_fills_the_study_and_the_gallery_shows_every_model() {
         .expect("image");
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["content-type"], "image/png");
+    sqlx::query("INSERT INTO workers (id, host, device, kinds, status, last_heartbeat) VALUES ('gone-1', 'h', 'cuda:3', '{generate}', 'running', now() - interval '5 minutes')")
+        .execute(&app.db.pool)
+        .await
+        .expect("silent worker");
     let (status, html) = page(&app, "/admin/workers").await;
+    assert!(
+        html.contains("not responding (was running)") && html.contains("cuda:3"),
+        "{html}"
+    );
     assert_eq!(status, 200);
     assert!(html.contains("stopped") && html.contains("cpu"), "{html}");
 
