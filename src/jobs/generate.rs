@@ -7,7 +7,7 @@
 //! `enqueue_generation` splits an admin's request into jobs per model and batch of prompts.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
@@ -276,7 +276,17 @@ impl JobRunner for GenerateRunner {
                 latents: None,
             };
             let started = Instant::now();
-            let images = pipeline.generate(&req, &mut |_, _| {})?;
+            // Step progress at most once a second: live progress for slow models, and an
+            // extra lease extension and cancel check, at no measurable cost.
+            let mut reported = Instant::now();
+            let images = pipeline.generate(&req, &mut |step, steps| {
+                if reported.elapsed() >= Duration::from_secs(1) {
+                    reported = Instant::now();
+                    let message = format!("image {} of {total}: step {step}/{steps}", done + 1);
+                    // A stop request raises the context's flag; it is acted on after this image.
+                    let _ = ctx.progress(done, total, &message);
+                }
+            })?;
             let generation_s = started.elapsed().as_secs_f64();
             self.timings.model_s += generation_s;
             let image = images
