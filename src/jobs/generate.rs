@@ -279,16 +279,21 @@ impl JobRunner for GenerateRunner {
             // Step progress at most once a second: live progress for slow models, and an
             // extra lease extension and cancel check, at no measurable cost.
             let mut reported = Instant::now();
+            let mut in_progress_calls = Duration::ZERO;
             let images = pipeline.generate(&req, &mut |step, steps| {
                 if reported.elapsed() >= Duration::from_secs(1) {
                     reported = Instant::now();
+                    let t = Instant::now();
                     let message = format!("image {} of {total}: step {step}/{steps}", done + 1);
                     // A stop request raises the context's flag; it is acted on after this image.
                     let _ = ctx.progress(done, total, &message);
+                    in_progress_calls += t.elapsed();
                 }
             })?;
-            let generation_s = started.elapsed().as_secs_f64();
+            // Database time spent inside the callback is not the model's.
+            let generation_s = (started.elapsed() - in_progress_calls).as_secs_f64();
             self.timings.model_s += generation_s;
+            self.timings.db_s += in_progress_calls.as_secs_f64();
             let image = images
                 .into_iter()
                 .next()
