@@ -625,13 +625,11 @@ async fn votes_csv(
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let body = crate::study::export::votes_csv(&state.db, &study).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}-votes.csv\"", study.slug),
-        ))
-        .body(body))
+    Ok(attachment(
+        body,
+        "text/csv; charset=utf-8",
+        format!("{}-votes.csv", study.slug),
+    ))
 }
 
 fn attachment(body: String, content_type: &str, file_name: String) -> HttpResponse {
@@ -658,20 +656,28 @@ async fn pickapic_jsonl(
     ))
 }
 
-/// The live significance report (default settings: 1,000 participant-clustered bootstrap
-/// rounds, alpha 0.05), rendered by the same code as `arenaxl report`.
-async fn report_page(
-    _admin: Admin,
-    state: web::Data<AppState>,
-    slug: web::Path<String>,
-) -> Result<HttpResponse, AdminError> {
-    let study = studies::by_slug(&state.db.pool, &slug).await?;
+/// The study and its live significance report (default settings: 1,000 participant-clustered
+/// bootstrap rounds, alpha 0.05), built by the same code as `arenaxl report`.
+async fn live_report(
+    state: &AppState,
+    slug: &str,
+) -> Result<(Study, crate::report::Report), AdminError> {
+    let study = studies::by_slug(&state.db.pool, slug).await?;
     let report = crate::study::export::live_report(
         &state.db,
         &study,
         crate::report::ReportSettings::default(),
     )
     .await?;
+    Ok((study, report))
+}
+
+async fn report_page(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let (study, report) = live_report(&state, &slug).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
@@ -683,13 +689,7 @@ async fn report_json(
     state: web::Data<AppState>,
     slug: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let study = studies::by_slug(&state.db.pool, &slug).await?;
-    let report = crate::study::export::live_report(
-        &state.db,
-        &study,
-        crate::report::ReportSettings::default(),
-    )
-    .await?;
+    let (study, report) = live_report(&state, &slug).await?;
     Ok(attachment(
         crate::report::render::to_json(&report),
         "application/json",
