@@ -215,6 +215,11 @@ async fn next_inner(
             ));
         }
     }
+    // A study opened before its images exist (generation still running) has nothing to show:
+    // never hand out a completion code for no work.
+    if state.votes_done == 0 {
+        return Err(StudyError::NothingToCompare);
+    }
     // Nothing new is left for this participant (a small study): they are done early.
     let done = done();
     Ok((study, done))
