@@ -11,6 +11,8 @@ pub enum StudyError {
     Conflict(String),
     #[error("this study is not open for participants")]
     NotOpen,
+    #[error("this study has no comparisons ready yet; please try again in a few minutes")]
+    NothingToCompare,
     #[error("this assignment belongs to another participant")]
     Forbidden,
     #[error("unknown or expired participant session")]

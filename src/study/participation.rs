@@ -111,7 +111,7 @@ async fn next_inner(
     let state = q::participant_state(&db.pool, &token.hash())
         .await?
         .ok_or(StudyError::Unauthenticated)?;
-    let study = studies_cache(db, &state.slug).await?;
+    let study = studies::by_slug(&db.pool, &state.slug).await?;
     if study.status != StudyStatus::Open && state.votes_done < study.votes_per_participant {
         return Err(StudyError::NotOpen);
     }
@@ -215,6 +215,11 @@ async fn next_inner(
             ));
         }
     }
+    // A study opened before its images exist (generation still running) has nothing to show:
+    // never hand out a completion code for no work.
+    if state.votes_done == 0 {
+        return Err(StudyError::NothingToCompare);
+    }
     // Nothing new is left for this participant (a small study): they are done early.
     let done = done();
     Ok((study, done))
@@ -264,9 +269,4 @@ pub async fn vote(
         ));
     }
     Ok(VoteOutcome::AlreadyRecorded)
-}
-
-/// Study settings change rarely; reading them per request is one indexed query.
-async fn studies_cache(db: &Db, slug: &str) -> Result<Study, StudyError> {
-    studies::by_slug(&db.pool, slug).await
 }

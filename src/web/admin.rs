@@ -37,6 +37,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/admin/studies/{slug}/prompts",
             web::post().to(import_prompts_form),
         )
+        .route("/admin/studies/{slug}/images", web::get().to(images_page))
+        .route(
+            "/admin/studies/{slug}/images",
+            web::post().to(import_images_form),
+        )
         .route("/admin/studies/{slug}/votes.csv", web::get().to(votes_csv))
         .route(
             "/admin/studies/{slug}/pickapic.jsonl",
@@ -625,13 +630,11 @@ async fn votes_csv(
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let body = crate::study::export::votes_csv(&state.db, &study).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}-votes.csv\"", study.slug),
-        ))
-        .body(body))
+    Ok(attachment(
+        body,
+        "text/csv; charset=utf-8",
+        format!("{}-votes.csv", study.slug),
+    ))
 }
 
 fn attachment(body: String, content_type: &str, file_name: String) -> HttpResponse {
@@ -658,20 +661,28 @@ async fn pickapic_jsonl(
     ))
 }
 
-/// The live significance report (default settings: 1,000 participant-clustered bootstrap
-/// rounds, alpha 0.05), rendered by the same code as `arenaxl report`.
-async fn report_page(
-    _admin: Admin,
-    state: web::Data<AppState>,
-    slug: web::Path<String>,
-) -> Result<HttpResponse, AdminError> {
-    let study = studies::by_slug(&state.db.pool, &slug).await?;
+/// The study and its live significance report (default settings: 1,000 participant-clustered
+/// bootstrap rounds, alpha 0.05), built by the same code as `arenaxl report`.
+async fn live_report(
+    state: &AppState,
+    slug: &str,
+) -> Result<(Study, crate::report::Report), AdminError> {
+    let study = studies::by_slug(&state.db.pool, slug).await?;
     let report = crate::study::export::live_report(
         &state.db,
         &study,
         crate::report::ReportSettings::default(),
     )
     .await?;
+    Ok((study, report))
+}
+
+async fn report_page(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let (study, report) = live_report(&state, &slug).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
@@ -683,16 +694,77 @@ async fn report_json(
     state: web::Data<AppState>,
     slug: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
-    let study = studies::by_slug(&state.db.pool, &slug).await?;
-    let report = crate::study::export::live_report(
-        &state.db,
-        &study,
-        crate::report::ReportSettings::default(),
-    )
-    .await?;
+    let (study, report) = live_report(&state, &slug).await?;
     Ok(attachment(
         crate::report::render::to_json(&report),
         "application/json",
         format!("{}-report.json", study.slug),
     ))
+}
+
+#[derive(Template)]
+#[template(path = "admin/images.html")]
+struct ImagesPage {
+    csrf: String,
+    study: Study,
+    error: Option<String>,
+    flash: Option<String>,
+}
+
+async fn images_page(
+    admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    Ok(html(ImagesPage {
+        csrf: csrf_token(&admin.session),
+        study,
+        error: None,
+        flash: None,
+    })?)
+}
+
+#[derive(Deserialize)]
+struct ImagesForm {
+    #[serde(default)]
+    csrf: String,
+    dir: String,
+}
+
+/// Imports a manifest folder that is already on the server (where generation workers or a
+/// researcher's copy put it), exactly like `arenaxl images import`.
+async fn import_images_form(
+    admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    form: web::Form<ImagesForm>,
+) -> Result<HttpResponse, AdminError> {
+    check_csrf(&admin.session, &form.csrf)?;
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    let dir = std::path::PathBuf::from(form.dir.trim());
+    let result = crate::study::images::import_dir(&state.db, &study, &dir, &state.store).await;
+    let (status, error, flash) = match result {
+        Ok(c) => (
+            StatusCode::OK,
+            None,
+            Some(format!(
+                "Imported {} new images ({} were already there); the study has {} candidate pairs.",
+                c.images_added, c.images_existing, c.pairs_total
+            )),
+        ),
+        Err(e @ (StudyError::Import(_) | StudyError::Invalid { .. } | StudyError::Conflict(_))) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let page = ImagesPage {
+        csrf: csrf_token(&admin.session),
+        study,
+        error,
+        flash,
+    };
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page.render().map_err(PageError::from)?))
 }

@@ -14,6 +14,7 @@ fn classify(err: &StudyError) -> (StatusCode, &'static str) {
         StudyError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         StudyError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         StudyError::NotOpen => (StatusCode::CONFLICT, "study_not_open"),
+        StudyError::NothingToCompare => (StatusCode::SERVICE_UNAVAILABLE, "nothing_to_compare"),
         StudyError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
         StudyError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
         StudyError::Db(_) | StudyError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -134,6 +135,7 @@ impl From<StudyError> for PageError {
                 "We could not find your session. Please open the study link you were given again."
                     .to_string(),
             ),
+            StudyError::NothingToCompare => ("Not ready yet", err.to_string()),
             StudyError::Forbidden => (
                 "Not allowed",
                 "This answer belongs to another session.".to_string(),

@@ -426,3 +426,51 @@ async fn live_report_and_exports_agree_with_the_votes() {
         "5 prompts x 2 models"
     );
 }
+
+#[tokio::test]
+async fn researcher_imports_an_image_folder_from_the_admin_area() {
+    let app = TestApp::spawn().await;
+    app.create_study("imgs", 3, 0.0).await;
+    app.login(&app.client).await;
+    let page = app
+        .client
+        .get(app.url("/admin/studies/imgs/images"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let dir = app.data_dir.path().join("incoming");
+    crate::common::write_manifest_dir(&dir, 2, &["a", "b"]);
+    let dir = dir.to_string_lossy().to_string();
+    let no_csrf = app
+        .client
+        .post(app.url("/admin/studies/imgs/images"))
+        .form(&[("dir", dir.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_csrf.status().as_u16(), 403);
+    assert_eq!(app.count("SELECT count(*) FROM images").await, 0);
+    let missing = app
+        .client
+        .post(app.url("/admin/studies/imgs/images"))
+        .form(&[("csrf", csrf.as_str()), ("dir", "/nonexistent/folder")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 422);
+    assert!(missing.text().await.unwrap().contains("manifest.jsonl"));
+    let ok = app
+        .client
+        .post(app.url("/admin/studies/imgs/images"))
+        .form(&[("csrf", csrf.as_str()), ("dir", dir.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert!(ok.text().await.unwrap().contains("Imported 4 new images"));
+    assert_eq!(app.count("SELECT count(*) FROM pairs").await, 2);
+}

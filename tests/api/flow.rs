@@ -258,3 +258,33 @@ async fn closing_a_study_stops_voting() {
     assert_eq!(resp.status().as_u16(), 409);
     assert_eq!(app.count("SELECT count(*) FROM votes").await, 0);
 }
+
+#[tokio::test]
+async fn an_open_study_without_images_gives_no_completion_code() {
+    let app = TestApp::spawn().await;
+    app.create_study("empty", 3, 0.0).await;
+    app.open("empty").await;
+    let token = app.join("empty", "P1").await;
+    let resp = app
+        .client
+        .get(app.url("/api/v1/next"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "nothing_to_compare");
+    assert!(!body.to_string().contains("CODE-123"));
+    let client = app.new_client();
+    client
+        .post(app.url("/s/empty/start"))
+        .form(&[("PROLIFIC_PID", "P2")])
+        .send()
+        .await
+        .unwrap();
+    let page = client.get(app.url("/s/empty/vote")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 503);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Not ready yet") && !html.contains("CODE-123"));
+}

@@ -248,7 +248,7 @@ async fn participant_creation_is_rate_limited_per_client() {
     app.ready_study("limited", 3, 0.0, 2, &["a", "b"]).await;
     let burst = arenaxl::config::RateLimits::default().participants_burst as usize;
     let mut statuses = Vec::new();
-    for i in 0..burst + 5 {
+    for i in 0..burst + 40 {
         let resp = app
             .client
             .post(app.url("/api/v1/studies/limited/participants"))
