@@ -43,7 +43,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(limits: RateLimits) -> TestApp {
-        arenaxl::telemetry::init();
+        init_logs();
         let admin_options: PgConnectOptions = server_url().parse().expect("test database URL");
         let db_name = format!("arenaxl_test_{}", Uuid::new_v4().simple());
         let options = db::create_database(&admin_options, &db_name)
@@ -354,7 +354,7 @@ pub struct TestDb {
 }
 
 pub async fn fresh_db() -> TestDb {
-    arenaxl::telemetry::init();
+    init_logs();
     let admin_options: PgConnectOptions = server_url().parse().expect("test database URL");
     let db_name = format!("arenaxl_test_{}", Uuid::new_v4().simple());
     let options = db::create_database(&admin_options, &db_name)
@@ -394,5 +394,13 @@ impl Drop for TestDb {
             }
         })
         .join();
+    }
+}
+
+/// Test logs only when asked for (`RUST_LOG=info cargo test …`): the suite's output stays
+/// readable, and failures can still be traced.
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        arenaxl::telemetry::init();
     }
 }
