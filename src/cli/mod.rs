@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod bench;
 pub mod demo;
+pub mod distill;
 pub mod export;
 pub mod generate;
 pub mod images;
@@ -55,6 +56,9 @@ pub enum Command {
     Model(model::ModelCommand),
     /// Start a running platform with an open demo study.
     Demo(demo::DemoArgs),
+    /// Knowledge distillation: plans, training.
+    #[command(subcommand)]
+    Distill(distill::DistillCommand),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -74,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Model(cmd) => model::run(cmd),
         Command::Demo(args) => block_on(demo::run(args)),
+        Command::Distill(cmd) => distill::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -1,0 +1,14 @@
+//! Progressive layer-level knowledge distillation of SDXL-family UNets (the SSD-1B /
+//! Segmind-Vega method): plans that say which transformer blocks and resnets a student
+//! keeps, pruning a teacher into a student initialised by name, and training the student
+//! to match the teacher's output and every kept layer. Depends on `engine` only: no HTTP,
+//! no SQL.
+
+pub mod error;
+pub mod plan;
+
+pub use error::{DistillError, Result};
+pub use plan::{Keep, MidPlan, Plan};
+pub mod mapping;
+pub use mapping::{FeatureLevel, LayerMap};
+pub mod prune;
