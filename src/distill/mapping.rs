@@ -168,3 +168,23 @@ impl LayerMap {
         }
     }
 }
+
+impl LayerMap {
+    /// The map of a student of a student, straight to the first teacher: `self` maps the
+    /// newer student onto `earlier`'s student, `earlier` maps that onto the teacher. Only
+    /// the parts feature matching reads (resnet positions, the teacher's mid) are composed.
+    pub fn through(&self, earlier: &LayerMap) -> LayerMap {
+        let compose = |late: &[Vec<usize>], early: &[Vec<usize>]| -> Vec<Vec<usize>> {
+            late.iter()
+                .zip(early)
+                .map(|(l, e)| l.iter().map(|&j| e.get(j).copied().unwrap_or(j)).collect())
+                .collect()
+        };
+        LayerMap {
+            down_resnets: compose(&self.down_resnets, &earlier.down_resnets),
+            up_resnets: compose(&self.up_resnets, &earlier.up_resnets),
+            teacher_mid: earlier.teacher_mid,
+            ..self.clone()
+        }
+    }
+}
