@@ -31,6 +31,8 @@ pub enum BenchCommand {
     Report(super::report::BenchReportArgs),
     /// One UNet call, this engine on the CPU.
     Unet(super::generate::BenchUnetArgs),
+    /// Distillation training steps per second (tiny config, CPU), optionally vs PyTorch.
+    Distill(super::distill::bench::BenchDistillArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -38,6 +40,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Votes(args) => super::block_on(bench_votes(args)),
         BenchCommand::Report(args) => super::report::bench(args),
         BenchCommand::Unet(args) => super::generate::bench(args),
+        BenchCommand::Distill(args) => super::distill::bench::bench(args),
     }
 }
 

@@ -1,5 +1,7 @@
 //! `arenaxl distill plan|train`: progressive layer-level knowledge distillation.
 
+pub mod bench;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
