@@ -234,3 +234,25 @@ fn cli_prints_the_student_and_its_size() {
         serde_json::json!([2, 2, 2])
     );
 }
+
+#[test]
+fn later_stages_match_the_original_teacher_through_composed_maps() {
+    let bk = plan(
+        r#"{"down": [null, [2], [3]], "up": [[3, 3], [2, 1], null], "mid": "resnet", "layers_per_block": [1, 1, 1]}"#,
+    );
+    let first = bk
+        .student("bk", &unet("tiny-sdxl"), Path::new("t"), Keep::First)
+        .unwrap();
+    // Second stage on the first stage's student: shallower attentions, same resnets.
+    let second = plan(r#"{"down": [null, [1], [1]], "up": [[1, 1], [1, 1], null], "mid": "none"}"#)
+        .student("s2", &first.config, Path::new("s1"), Keep::First)
+        .unwrap();
+    assert_eq!(second.map.up_resnets[0], vec![0, 1]);
+    let m = second.map.through(&first.map);
+    assert_eq!(m.up_resnets[0], vec![0, 2]);
+    assert_eq!(
+        m.teacher_feature("up.0.attentions.1").as_deref(),
+        Some("up.0.attentions.2")
+    );
+    assert_eq!(m.teacher_feature("mid").as_deref(), Some("mid"));
+}

@@ -4,18 +4,18 @@
 //! to match the teacher's output and every kept layer. Depends on `engine` only: no HTTP,
 //! no SQL.
 
-pub mod error;
-pub mod plan;
-
-pub use error::{DistillError, Result};
-pub use plan::{Keep, MidPlan, Plan};
-pub mod mapping;
-pub use mapping::{FeatureLevel, LayerMap};
 pub mod data;
 pub mod dataset;
+pub mod error;
 pub mod loss;
+pub mod mapping;
 pub mod optim;
+pub mod plan;
 pub mod prune;
 pub mod run;
 pub mod student;
 pub mod train;
+
+pub use error::{DistillError, Result};
+pub use mapping::{FeatureLevel, LayerMap};
+pub use plan::{Keep, MidPlan, Plan};
