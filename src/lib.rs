@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod distill;
 pub mod engine;
 pub mod jobs;
 pub mod report;

@@ -35,6 +35,8 @@ pub enum BenchCommand {
     Queue(super::bench_jobs::BenchQueueArgs),
     /// Images per second of a worker, and the share of time spent outside the model.
     Generate(super::bench_jobs::BenchGenerateArgs),
+    /// Distillation training steps per second (tiny config, CPU), optionally vs PyTorch.
+    Distill(super::distill::bench::BenchDistillArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -44,6 +46,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Unet(args) => super::generate::bench(args),
         BenchCommand::Queue(args) => super::block_on(super::bench_jobs::bench_queue(args)),
         BenchCommand::Generate(args) => super::block_on(super::bench_jobs::bench_generate(args)),
+        BenchCommand::Distill(args) => super::distill::bench::bench(args),
     }
 }
 

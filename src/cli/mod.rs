@@ -5,6 +5,7 @@ pub mod admin;
 pub mod bench;
 pub mod bench_jobs;
 pub mod demo;
+pub mod distill;
 pub mod export;
 pub mod generate;
 pub mod images;
@@ -63,6 +64,9 @@ pub enum Command {
     Jobs(jobs::JobsCommand),
     /// Run queued jobs (image generation) on one device.
     Worker(worker::WorkerArgs),
+    /// Knowledge distillation: plans, training.
+    #[command(subcommand)]
+    Distill(distill::DistillCommand),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -84,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => block_on(demo::run(args)),
         Command::Jobs(cmd) => block_on(jobs::run(cmd)),
         Command::Worker(args) => block_on(worker::run(args)),
+        Command::Distill(cmd) => distill::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

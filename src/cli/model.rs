@@ -31,10 +31,25 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a distillation student: a plan applied to a teacher, weights taken by name.
+    Prune {
+        /// The teacher: a diffusers SDXL pipeline folder.
+        #[arg(long)]
+        teacher: PathBuf,
+        /// A built-in plan (ssd-1b, vega) or a plan JSON file.
+        #[arg(long)]
+        plan: String,
+        /// Folder to create (diffusers layout).
+        #[arg(long)]
+        out: PathBuf,
+        /// Which teacher transformer blocks a shallower attention keeps.
+        #[arg(long, value_enum, default_value_t = crate::distill::Keep::First)]
+        keep: crate::distill::Keep,
+    },
 }
 
 /// 2567463684 -> "2,567,463,684".
-fn grouped(n: u64) -> String {
+pub fn grouped(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -52,6 +67,24 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             init_model_folder(&preset, &out, seed)
                 .with_context(|| format!("writing preset `{preset}` to {}", out.display()))?;
             println!("wrote {preset} (seed {seed}) to {}", out.display());
+            Ok(())
+        }
+        ModelCommand::Prune {
+            teacher,
+            plan,
+            out,
+            keep,
+        } => {
+            let file = teacher.join("unet/config.json");
+            let cfg = crate::engine::config::read_json(&file)?;
+            let student = super::distill::load_student(&cfg, &file, &plan, keep)?;
+            let r = crate::distill::prune::prune(&teacher, &student, &out)?;
+            println!(
+                "wrote student ({plan}, keep {keep:?}): {} tensors, {} UNet parameters, to {}",
+                r.tensors,
+                grouped(r.parameters),
+                out.display()
+            );
             Ok(())
         }
         ModelCommand::Info { dir, preset, json } => {

@@ -1,0 +1,359 @@
+//! The training loop: one step is a teacher forward (no gradients), a student forward
+//! with features, the three losses, backward, gradient accumulation, clipping, warm-up
+//! and AdamW (plus an optional EMA). Randomness of step s comes from a generator seeded
+//! by (seed, s), so a resumed run draws exactly what an uninterrupted one would.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::dataset::{Batch, Dataset};
+use super::error::{DistillError, Result};
+use super::loss::{feature_loss, losses, mse, LossConfig};
+use super::mapping::LayerMap;
+use super::optim::{clip_grad_norm, ema_update, AdamW, AdamWConfig};
+use super::plan::Student;
+use super::student::TrainableUNet;
+use crate::engine::unet::{AddedCond, UNet2DConditionModel};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub adamw: AdamWConfig,
+    pub warmup_steps: u64,
+    /// 0 disables clipping.
+    pub max_grad_norm: f64,
+    pub ema_decay: Option<f64>,
+    pub loss: LossConfig,
+    pub seed: u64,
+    /// 0 disables.
+    pub checkpoint_every: u64,
+    pub eval_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 1,
+            grad_accum: 1,
+            adamw: AdamWConfig::default(),
+            warmup_steps: 0,
+            max_grad_norm: 1.0,
+            ema_decay: None,
+            loss: LossConfig::default(),
+            seed: 0,
+            checkpoint_every: 0,
+            eval_every: 0,
+        }
+    }
+}
+
+/// Loss components of one optimizer step (averaged over accumulated micro-batches).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepLog {
+    pub step: u64,
+    pub loss: f32,
+    pub task: f32,
+    pub output: f32,
+    pub features: f32,
+    pub grad_norm: f64,
+    pub lr: f64,
+}
+
+/// Student-vs-teacher agreement on held-out samples.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct EvalLog {
+    pub step: u64,
+    pub output_mse: f32,
+    pub feature_mse: f32,
+}
+
+/// Training noise schedule: SDXL's scaled-linear betas (0.00085..0.012, 1000 steps).
+pub fn alphas_cumprod(steps: usize, beta_start: f64, beta_end: f64) -> Vec<f64> {
+    let (a, b) = (beta_start.sqrt(), beta_end.sqrt());
+    let mut acc = 1.0;
+    (0..steps)
+        .map(|i| {
+            let s = a + (b - a) * i as f64 / (steps.max(2) - 1) as f64;
+            acc *= 1.0 - s * s;
+            acc
+        })
+        .collect()
+}
+
+pub struct Trainer {
+    pub teacher: UNet2DConditionModel,
+    pub student: TrainableUNet,
+    pub map: LayerMap,
+    pub opt: AdamW,
+    pub ema: HashMap<String, Tensor>,
+    pub cfg: TrainConfig,
+    pub step: u64,
+    alphas: Vec<f64>,
+    device: Device,
+    dtype: DType,
+}
+
+fn step_rng(seed: u64, step: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ (step + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+impl Trainer {
+    pub fn new(
+        teacher: UNet2DConditionModel,
+        student: &Student,
+        map: LayerMap,
+        weights: &HashMap<String, Tensor>,
+        cfg: TrainConfig,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        if cfg.batch_size == 0 || cfg.grad_accum == 0 {
+            return Err(DistillError::Training(
+                "batch size and gradient accumulation must be at least 1".into(),
+            ));
+        }
+        Ok(Self {
+            teacher,
+            student: TrainableUNet::new(student, weights, dtype, device)?,
+            map,
+            opt: AdamW::new(cfg.adamw),
+            ema: HashMap::new(),
+            cfg,
+            step: 0,
+            alphas: alphas_cumprod(1000, 0.00085, 0.012),
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    /// Noisy latents, timesteps and the noise, drawn from `rng`.
+    fn noised(&self, b: &Batch, rng: &mut StdRng) -> Result<(Tensor, Tensor, Tensor)> {
+        let n = b.latents.dim(0)?;
+        let ts: Vec<usize> = (0..n)
+            .map(|_| rng.gen_range(0..self.alphas.len()))
+            .collect();
+        let noise = crate::engine::noise::randn(rng, b.latents.shape(), &Device::Cpu)?
+            .to_dtype(self.dtype)?
+            .to_device(&self.device)?;
+        let col = |f: &dyn Fn(f64) -> f64| -> Result<Tensor> {
+            let v: Vec<f32> = ts.iter().map(|&t| f(self.alphas[t]) as f32).collect();
+            Ok(Tensor::from_vec(v, (n, 1, 1, 1), &self.device)?.to_dtype(self.dtype)?)
+        };
+        let noisy = (b.latents.broadcast_mul(&col(&|a| a.sqrt())?)?
+            + noise.broadcast_mul(&col(&|a| (1.0 - a).sqrt())?)?)?;
+        let t = Tensor::from_vec(
+            ts.iter().map(|&t| t as f32).collect::<Vec<_>>(),
+            n,
+            &self.device,
+        )?;
+        Ok((noisy, t, noise))
+    }
+
+    fn lr_at(&self, step: u64) -> f64 {
+        let warm = if self.cfg.warmup_steps == 0 {
+            1.0
+        } else {
+            ((step + 1) as f64 / self.cfg.warmup_steps as f64).min(1.0)
+        };
+        self.cfg.adamw.lr * warm
+    }
+
+    /// One optimizer step over `grad_accum` micro-batches drawn from `data`.
+    pub fn train_step(&mut self, data: &Dataset) -> Result<StepLog> {
+        if data.is_empty() {
+            return Err(DistillError::Training("no training samples".into()));
+        }
+        let mut rng = step_rng(self.cfg.seed, self.step);
+        let accum = self.cfg.grad_accum;
+        let mut grads: HashMap<String, Tensor> = HashMap::new();
+        let (mut total, mut task, mut out, mut feat) = (0f32, 0f32, 0f32, 0f32);
+        for _ in 0..accum {
+            let idx: Vec<usize> = (0..self.cfg.batch_size)
+                .map(|_| rng.gen_range(0..data.len()))
+                .collect();
+            let b = data.batch(&idx, &self.device, self.dtype)?;
+            let (noisy, t, noise) = self.noised(&b, &mut rng)?;
+            let added = AddedCond {
+                text_embeds: b.pooled.clone(),
+                time_ids: b.time_ids.clone(),
+            };
+            let tout = self
+                .teacher
+                .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
+            let sout =
+                self.student
+                    .unet
+                    .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
+            let l = losses(&sout, &tout, &noise, &self.map, &self.cfg.loss)?;
+            let store = (l.total.clone() / accum as f64)?.backward()?;
+            for (name, var) in &self.student.vars {
+                if let Some(g) = store.get(var.as_tensor()) {
+                    let g = g.to_dtype(DType::F32)?;
+                    let sum = match grads.remove(name) {
+                        Some(prev) => (prev + g)?,
+                        None => g,
+                    };
+                    grads.insert(name.clone(), sum);
+                }
+            }
+            total += l.total.to_dtype(DType::F32)?.to_scalar::<f32>()? / accum as f32;
+            task += l.task / accum as f32;
+            out += l.output / accum as f32;
+            feat += l.features / accum as f32;
+        }
+        let grad_norm = clip_grad_norm(&mut grads, self.cfg.max_grad_norm)?;
+        let lr = self.lr_at(self.step);
+        self.opt.step(&self.student.vars, &grads, lr)?;
+        if let Some(d) = self.cfg.ema_decay {
+            ema_update(&mut self.ema, &self.student.vars, d)?;
+        }
+        self.step += 1;
+        Ok(StepLog {
+            step: self.step,
+            loss: total,
+            task,
+            output: out,
+            features: feat,
+            grad_norm,
+            lr,
+        })
+    }
+
+    /// Output MSE and feature loss of the student against the teacher on `held`, with
+    /// noise and timesteps fixed by the seed (the same at every evaluation).
+    pub fn evaluate(&self, held: &Dataset) -> Result<EvalLog> {
+        let mut rng = StdRng::seed_from_u64(self.cfg.seed ^ 0xE7A1_0000);
+        let (mut out, mut feat, mut n) = (0f32, 0f32, 0usize);
+        let bs = self.cfg.batch_size.max(1);
+        let mut start = 0;
+        while start < held.len() {
+            let idx: Vec<usize> = (start..(start + bs).min(held.len())).collect();
+            start += bs;
+            let b = held.batch(&idx, &self.device, self.dtype)?;
+            let (noisy, t, _) = self.noised(&b, &mut rng)?;
+            let added = AddedCond {
+                text_embeds: b.pooled.clone(),
+                time_ids: b.time_ids.clone(),
+            };
+            let tout = self
+                .teacher
+                .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
+            let sout =
+                self.student
+                    .unet
+                    .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
+            let k = idx.len() as f32;
+            out += mse(&sout.sample, &tout.sample)?.to_scalar::<f32>()? * k;
+            feat +=
+                feature_loss(&sout, &tout, &self.map, self.cfg.loss.level)?.to_scalar::<f32>()? * k;
+            n += idx.len();
+        }
+        let n = n.max(1) as f32;
+        Ok(EvalLog {
+            step: self.step,
+            output_mse: out / n,
+            feature_mse: feat / n,
+        })
+    }
+
+    /// The weights to export: the EMA when kept, else the current weights (f32, CPU).
+    pub fn export_weights(&self) -> Result<HashMap<String, Tensor>> {
+        if self.cfg.ema_decay.is_some() && !self.ema.is_empty() {
+            return self
+                .ema
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), v.to_device(&Device::Cpu)?)))
+                .collect();
+        }
+        self.student.weights()
+    }
+
+    /// Writes weights, optimizer moments, EMA and the step to `dir` (replaced whole).
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.with_extension("tmp");
+        let cerr = |m: String| DistillError::Checkpoint {
+            file: dir.to_path_buf(),
+            message: m,
+        };
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(DistillError::io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(DistillError::io(&tmp))?;
+        let mut state: HashMap<String, Tensor> = HashMap::new();
+        for (prefix, m) in [
+            ("m.", &self.opt.m),
+            ("v.", &self.opt.v),
+            ("ema.", &self.ema),
+        ] {
+            for (k, t) in m {
+                state.insert(format!("{prefix}{k}"), t.to_device(&Device::Cpu)?);
+            }
+        }
+        candle_core::safetensors::save(&self.student.weights()?, tmp.join("student.safetensors"))
+            .map_err(|e| cerr(e.to_string()))?;
+        candle_core::safetensors::save(&state, tmp.join("optimizer.safetensors"))
+            .map_err(|e| cerr(e.to_string()))?;
+        let meta = serde_json::json!({
+            "step": self.step,
+            "adamw_steps": self.opt.steps,
+            "config": self.cfg,
+        });
+        std::fs::write(tmp.join("state.json"), meta.to_string())
+            .map_err(DistillError::io(tmp.join("state.json")))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(DistillError::io(dir))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(DistillError::io(dir))
+    }
+
+    /// Restores what `save_checkpoint` wrote.
+    pub fn load_checkpoint(&mut self, dir: &Path) -> Result<()> {
+        let cerr = |m: String| DistillError::Checkpoint {
+            file: dir.to_path_buf(),
+            message: m,
+        };
+        let text = std::fs::read_to_string(dir.join("state.json"))
+            .map_err(DistillError::io(dir.join("state.json")))?;
+        let meta: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| cerr(e.to_string()))?;
+        let get = |k: &str| {
+            meta[k]
+                .as_u64()
+                .ok_or_else(|| cerr(format!("state.json: `{k}` missing")))
+        };
+        let (step, adamw_steps) = (get("step")?, get("adamw_steps")?);
+        let w = candle_core::safetensors::load(dir.join("student.safetensors"), &Device::Cpu)
+            .map_err(|e| cerr(e.to_string()))?;
+        for (name, var) in &self.student.vars {
+            let t = w
+                .get(name)
+                .ok_or_else(|| cerr(format!("student.safetensors lacks `{name}`")))?;
+            var.set(&t.to_dtype(self.dtype)?.to_device(&self.device)?)?;
+        }
+        let s = candle_core::safetensors::load(dir.join("optimizer.safetensors"), &self.device)
+            .map_err(|e| cerr(e.to_string()))?;
+        let (mut m, mut v, mut ema) = (HashMap::new(), HashMap::new(), HashMap::new());
+        for (k, t) in s {
+            if let Some(n) = k.strip_prefix("m.") {
+                m.insert(n.to_string(), t);
+            } else if let Some(n) = k.strip_prefix("v.") {
+                v.insert(n.to_string(), t);
+            } else if let Some(n) = k.strip_prefix("ema.") {
+                ema.insert(n.to_string(), t);
+            }
+        }
+        self.opt.m = m;
+        self.opt.v = v;
+        self.opt.steps = adamw_steps;
+        self.ema = ema;
+        self.step = step;
+        Ok(())
+    }
+}
