@@ -17,7 +17,7 @@ use crate::study::dashboard::{self, Dashboard};
 use crate::study::prompts::{import_prompts, parse_prompts, PromptFormat};
 use crate::study::{admins, Study, StudyError, StudyForm, StudySettings, StudyStatus};
 
-use super::errors::{html, PageError};
+use super::errors::{html, html_with_status, PageError};
 use super::participant::client_key;
 use super::state::AppState;
 
@@ -217,9 +217,7 @@ async fn login(
                 csrf: csrf_token(&session),
                 error: Some("Wrong e-mail or password.".into()),
             };
-            Ok(HttpResponse::Unauthorized()
-                .content_type("text/html; charset=utf-8")
-                .body(page.render().map_err(PageError::from)?))
+            Ok(html_with_status(StatusCode::UNAUTHORIZED, page)?)
         }
     }
 }
@@ -431,9 +429,7 @@ fn form_with_error(
         form: FormView::from(fields),
         error: Some(err.to_string()),
     };
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render().map_err(PageError::from)?))
+    Ok(html_with_status(status, page)?)
 }
 
 async fn create_study(
@@ -598,29 +594,19 @@ async fn import_prompts_form(
         Ok(prompts) => import_prompts(&state.db, &study, &prompts).await,
         Err(e) => Err(e),
     };
-    let (status, error, flash) = match result {
-        Ok(count) => (
-            StatusCode::OK,
-            None,
-            Some(format!(
-                "Imported {} new prompts ({} were already there).",
-                count.added, count.existing
-            )),
-        ),
-        Err(e @ (StudyError::Import(_) | StudyError::Invalid { .. })) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (status, error, flash) = import_outcome(result.map(|count| {
+        format!(
+            "Imported {} new prompts ({} were already there).",
+            count.added, count.existing
+        )
+    }))?;
     let page = PromptsPage {
         csrf: csrf_token(&admin.session),
         study,
         error,
         flash,
     };
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render().map_err(PageError::from)?))
+    Ok(html_with_status(status, page)?)
 }
 
 async fn votes_csv(
@@ -744,27 +730,31 @@ async fn import_images_form(
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let dir = std::path::PathBuf::from(form.dir.trim());
     let result = crate::study::images::import_dir(&state.db, &study, &dir, &state.store).await;
-    let (status, error, flash) = match result {
-        Ok(c) => (
-            StatusCode::OK,
-            None,
-            Some(format!(
-                "Imported {} new images ({} were already there); the study has {} candidate pairs.",
-                c.images_added, c.images_existing, c.pairs_total
-            )),
-        ),
-        Err(e @ (StudyError::Import(_) | StudyError::Invalid { .. } | StudyError::Conflict(_))) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None)
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (status, error, flash) = import_outcome(result.map(|c| {
+        format!(
+            "Imported {} new images ({} were already there); the study has {} candidate pairs.",
+            c.images_added, c.images_existing, c.pairs_total
+        )
+    }))?;
     let page = ImagesPage {
         csrf: csrf_token(&admin.session),
         study,
         error,
         flash,
     };
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render().map_err(PageError::from)?))
+    Ok(html_with_status(status, page)?)
+}
+
+/// What an import form shows next: the summary (200), or what was wrong with the input (422,
+/// the form again with the message). Faults that are not the input's become error pages.
+fn import_outcome(
+    result: Result<String, StudyError>,
+) -> Result<(StatusCode, Option<String>, Option<String>), AdminError> {
+    match result {
+        Ok(summary) => Ok((StatusCode::OK, None, Some(summary))),
+        Err(e @ (StudyError::Import(_) | StudyError::Invalid { .. } | StudyError::Conflict(_))) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

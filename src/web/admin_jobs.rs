@@ -18,7 +18,7 @@ use crate::jobs::{Job, JobError};
 use crate::study::Study;
 
 use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
-use super::errors::{html, PageError};
+use super::errors::{html, html_with_status, PageError};
 use super::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -334,9 +334,7 @@ async fn register_model(
         name: form.name.clone(),
         folder: form.folder.clone(),
     };
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render().map_err(PageError::from)?))
+    Ok(html_with_status(status, page)?)
 }
 
 #[derive(Template)]
@@ -550,9 +548,7 @@ async fn generate(
         Ok(_) => Ok(see_other("/admin/jobs")),
         Err(e @ JobError::Invalid(_)) => {
             let page = generate_view(&admin, &state, study, form, Some(e.to_string())).await?;
-            Ok(HttpResponse::build(StatusCode::UNPROCESSABLE_ENTITY)
-                .content_type("text/html; charset=utf-8")
-                .body(page.render().map_err(PageError::from)?))
+            Ok(html_with_status(StatusCode::UNPROCESSABLE_ENTITY, page)?)
         }
         Err(e) => Err(e.into()),
     }

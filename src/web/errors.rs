@@ -169,7 +169,16 @@ impl ResponseError for PageError {
 
 /// Renders a template into an HTML response.
 pub fn html<T: Template>(page: T) -> Result<HttpResponse, PageError> {
-    Ok(HttpResponse::Ok()
+    html_with_status(StatusCode::OK, page)
+}
+
+/// Renders a template into an HTML response with the given status (a form shown again with
+/// its error, say).
+pub fn html_with_status<T: Template>(
+    status: StatusCode,
+    page: T,
+) -> Result<HttpResponse, PageError> {
+    Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .body(page.render()?))
