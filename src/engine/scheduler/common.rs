@@ -156,13 +156,7 @@ impl Schedule {
                 return Err(EngineError::field(FILE, field, "true is not supported"));
             }
         }
-        if let Some(t) = c.timestep_type.as_deref().filter(|t| *t != "discrete") {
-            return Err(EngineError::field(
-                FILE,
-                "timestep_type",
-                format!("`{t}` is not supported"),
-            ));
-        }
+        require("timestep_type", c.timestep_type.as_deref(), "discrete", "")?;
         Ok(Self {
             train_steps: n,
             alphas_cumprod,
@@ -182,6 +176,19 @@ impl Schedule {
 }
 
 /// `np.linspace(a, b, n)`.
+/// Refuses a scheduler option whose value would change the schedule in a way this engine does
+/// not implement (absent means the supported default); `note` ends the message.
+pub fn require(field: &str, value: Option<&str>, supported: &str, note: &str) -> Result<()> {
+    match value {
+        Some(v) if v != supported => Err(EngineError::field(
+            FILE,
+            field,
+            format!("`{v}` is not supported{note}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
     match n {
         0 => vec![],

@@ -3,7 +3,8 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::common::{
-    arange_down, interp, linspace, round_even, ClassDefaults, Prediction, Schedule, Spacing,
+    arange_down, interp, linspace, require, round_even, ClassDefaults, Prediction, Schedule,
+    Spacing,
 };
 use super::Scheduler;
 use crate::engine::config::SchedulerConfig;
@@ -38,22 +39,20 @@ fn lambda(sigma: f64) -> f64 {
 impl DpmSolverPp2m {
     pub fn new(c: &SchedulerConfig, steps: usize) -> Result<Self> {
         let s = Schedule::new(c, &DEFAULTS)?;
-        if let Some(t) = c.final_sigmas_type.as_deref().filter(|t| *t != "zero") {
-            return Err(EngineError::field(
-                "scheduler/scheduler_config.json",
-                "final_sigmas_type",
-                format!("`{t}` is not supported with dpmpp-2m"),
-            ));
-        }
+        require(
+            "final_sigmas_type",
+            c.final_sigmas_type.as_deref(),
+            "zero",
+            " with dpmpp-2m",
+        )?;
         // The folder's own DPM settings must describe DPM-Solver++ 2M; a folder whose
         // scheduler is another class leaves these unset.
-        if let Some(a) = c.algorithm_type.as_deref().filter(|a| *a != "dpmsolver++") {
-            return Err(EngineError::field(
-                "scheduler/scheduler_config.json",
-                "algorithm_type",
-                format!("`{a}` is not supported (only dpmsolver++)"),
-            ));
-        }
+        require(
+            "algorithm_type",
+            c.algorithm_type.as_deref(),
+            "dpmsolver++",
+            " (only dpmsolver++)",
+        )?;
         if let Some(o) = c.solver_order.filter(|&o| o != 2) {
             return Err(EngineError::field(
                 "scheduler/scheduler_config.json",
@@ -61,13 +60,12 @@ impl DpmSolverPp2m {
                 format!("{o} is not supported (only 2)"),
             ));
         }
-        if let Some(t) = c.solver_type.as_deref().filter(|t| *t != "midpoint") {
-            return Err(EngineError::field(
-                "scheduler/scheduler_config.json",
-                "solver_type",
-                format!("`{t}` is not supported (only midpoint)"),
-            ));
-        }
+        require(
+            "solver_type",
+            c.solver_type.as_deref(),
+            "midpoint",
+            " (only midpoint)",
+        )?;
         let n = s.train_steps;
         let timesteps: Vec<f64> = match s.spacing {
             Spacing::Linspace => {

@@ -3,11 +3,12 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::common::{
-    arange_down, interp, linspace, round_even, ClassDefaults, Prediction, Schedule, Spacing,
+    arange_down, interp, linspace, require, round_even, ClassDefaults, Prediction, Schedule,
+    Spacing,
 };
 use super::Scheduler;
 use crate::engine::config::SchedulerConfig;
-use crate::engine::error::{EngineError, Result};
+use crate::engine::error::Result;
 
 pub const DEFAULTS: ClassDefaults = ClassDefaults {
     beta_start: 0.0001,
@@ -22,20 +23,18 @@ pub fn sigma_schedule(
     steps: usize,
 ) -> Result<(Schedule, Vec<f64>, Vec<f64>, f64)> {
     let s = Schedule::new(c, &DEFAULTS)?;
-    if let Some(t) = c.interpolation_type.as_deref().filter(|t| *t != "linear") {
-        return Err(EngineError::field(
-            "scheduler/scheduler_config.json",
-            "interpolation_type",
-            format!("`{t}` is not supported"),
-        ));
-    }
-    if let Some(t) = c.final_sigmas_type.as_deref().filter(|t| *t != "zero") {
-        return Err(EngineError::field(
-            "scheduler/scheduler_config.json",
-            "final_sigmas_type",
-            format!("`{t}` is not supported"),
-        ));
-    }
+    require(
+        "interpolation_type",
+        c.interpolation_type.as_deref(),
+        "linear",
+        "",
+    )?;
+    require(
+        "final_sigmas_type",
+        c.final_sigmas_type.as_deref(),
+        "zero",
+        "",
+    )?;
     let n = s.train_steps as f64;
     let timesteps: Vec<f64> = match s.spacing {
         Spacing::Linspace => linspace(0.0, n - 1.0, steps)
