@@ -15,7 +15,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use crate::config::Settings;
 use crate::db::Db;
 use crate::web::state::AppState;
-use crate::web::{admin, admin_jobs, api, errors, participant};
+use crate::web::{admin, admin_distill, admin_jobs, api, errors, participant};
 
 pub struct Application {
     port: u16,
@@ -107,6 +107,7 @@ fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             .configure(participant::routes)
             .configure(admin::routes)
             .configure(admin_jobs::routes)
+            .configure(admin_distill::routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

@@ -81,6 +81,7 @@ async fn a_notification_wakes_an_idle_worker_long_before_its_poll() {
         &RunnerOptions {
             models_dir: None,
             memory_budget_bytes: 0,
+            data_dir: std::env::temp_dir(),
         },
     )
     .expect("runners");

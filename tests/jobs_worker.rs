@@ -120,6 +120,7 @@ fn worker(db: &Db, store: &ImageStore, kinds: &[&str], lease_ms: u64) -> Worker 
         &RunnerOptions {
             models_dir: None,
             memory_budget_bytes: 1 << 30,
+            data_dir: std::env::temp_dir(),
         },
     )
     .expect("runners");
@@ -666,6 +667,7 @@ async fn a_relative_model_folder_is_found_under_each_workers_models_dir() {
         &RunnerOptions {
             models_dir: Some(base.to_path_buf()),
             memory_budget_bytes: 1 << 30,
+            data_dir: std::env::temp_dir(),
         },
     )
     .expect("runners");

@@ -145,6 +145,7 @@ pub async fn bench_queue(args: BenchQueueArgs) -> anyhow::Result<()> {
             &RunnerOptions {
                 models_dir: None,
                 memory_budget_bytes: 0,
+                data_dir: std::env::temp_dir(),
             },
         )?;
         let store = ImageStore::new(tmp.path().join("images"));
@@ -252,6 +253,7 @@ pub async fn bench_generate(args: BenchGenerateArgs) -> anyhow::Result<()> {
         &RunnerOptions {
             models_dir: None,
             memory_budget_bytes: 64 << 30,
+            data_dir: std::env::temp_dir(),
         },
     )?;
     let worker = Worker::new(

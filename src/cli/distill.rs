@@ -168,7 +168,7 @@ pub fn run(cmd: DistillCommand) -> anyhow::Result<()> {
 fn train(a: TrainArgs) -> anyhow::Result<()> {
     use crate::distill::loss::LossConfig;
     use crate::distill::optim::AdamWConfig;
-    use crate::distill::run::{RunOptions, Stage, Stages};
+    use crate::distill::run::{Control, Event, RunOptions, Stages};
     use crate::distill::train::TrainConfig;
     let device = crate::engine::device::parse_device(&a.device)?;
     let dtype = match &a.dtype {
@@ -177,13 +177,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         None => candle_core::DType::BF16,
     };
     let stages = match (&a.plan, &a.stages) {
-        (Some(p), _) => Stages {
-            teacher: a.stage_teacher,
-            stages: vec![Stage {
-                plan: p.clone(),
-                steps: None,
-            }],
-        },
+        (Some(p), _) => Stages::single(p, a.stage_teacher),
         (None, Some(f)) => Stages::load(f)?,
         (None, None) => anyhow::bail!("give --plan or --stages"),
     };
@@ -211,6 +205,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         checkpoint_every: a.checkpoint_every,
         eval_every: a.eval_every,
     };
+    cfg.validate()?;
     let records = crate::distill::data::read_imagefolder(&a.data)?;
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()
@@ -230,12 +225,45 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         keep: a.keep,
         held_out: a.held_out,
         resume: a.resume,
-        progress: !a.quiet,
         device,
         dtype,
     };
-    let (model, eval) = crate::distill::run::run(&a.teacher, &stages, &data, &cfg, &a.out, &opts)
-        .with_context(|| format!("distilling into {}", a.out.display()))?;
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(stages.total_steps(&cfg))
+    };
+    // Steps before each stage, so that a resumed run's bar starts where it stopped.
+    let offsets: Vec<u64> = stages
+        .stages
+        .iter()
+        .scan(0, |acc, s| {
+            let before = *acc;
+            *acc += s.steps.unwrap_or(cfg.steps);
+            Some(before)
+        })
+        .collect();
+    let mut observer = |e: Event<'_>| {
+        if let Event::Step {
+            stage, stages, log, ..
+        } = e
+        {
+            bar.set_position(offsets.get(stage).copied().unwrap_or(0) + log.step);
+            bar.set_message(format!("stage {}/{stages} loss {:.4}", stage + 1, log.loss));
+        }
+        Control::Continue
+    };
+    let (model, eval) = crate::distill::run::run(
+        &a.teacher,
+        &stages,
+        &data,
+        &cfg,
+        &a.out,
+        &opts,
+        &mut observer,
+    )
+    .with_context(|| format!("distilling into {}", a.out.display()))?;
+    bar.finish_and_clear();
     if let Some(e) = eval {
         println!(
             "held-out: output MSE {:.6}, feature MSE {:.6} (step {})",

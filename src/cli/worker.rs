@@ -22,7 +22,7 @@ pub struct WorkerArgs {
     /// cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Job kinds this worker runs, comma-separated.
+    /// Job kinds this worker runs, comma-separated (generate, distill).
     #[arg(long, value_delimiter = ',', default_value = "generate")]
     pub kinds: Vec<String>,
     /// Relative model folders of registered models are looked up here.
@@ -89,6 +89,7 @@ impl WorkerArgs {
             &RunnerOptions {
                 models_dir: self.models_dir.clone(),
                 memory_budget_bytes: (self.memory_budget_gib * (1u64 << 30) as f64) as u64,
+                data_dir: self.db.data_dir.clone(),
             },
         )?;
         Worker::new(config, db, store, runners).with_context(|| format!("device {}", self.device))

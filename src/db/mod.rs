@@ -5,6 +5,7 @@
 pub mod admins;
 pub mod content;
 pub mod dashboard;
+pub mod distill;
 pub mod embedded;
 pub mod generation;
 pub mod jobs;

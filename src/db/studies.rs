@@ -51,7 +51,10 @@ const COLUMNS: &str =
     "id, slug, title, question, instructions, consent_text, notice, votes_per_participant, \
     allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, status, pairs_version";
 
-pub async fn insert(pool: &PgPool, s: &StudySettings) -> Result<Study, StudyError> {
+pub async fn insert(
+    pool: impl sqlx::PgExecutor<'_>,
+    s: &StudySettings,
+) -> Result<Study, StudyError> {
     let row: Result<StudyRow, sqlx::Error> = sqlx::query_as(&format!(
         "INSERT INTO studies (id, slug, title, question, instructions, consent_text, notice, \
          votes_per_participant, allow_tie, allow_both_bad, gold_rate, completion_code, completion_url) \
@@ -135,7 +138,11 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Study>, StudyError> {
     rows.into_iter().map(Study::try_from).collect()
 }
 
-pub async fn set_status(pool: &PgPool, slug: &str, status: StudyStatus) -> Result<(), StudyError> {
+pub async fn set_status(
+    pool: impl sqlx::PgExecutor<'_>,
+    slug: &str,
+    status: StudyStatus,
+) -> Result<(), StudyError> {
     let done = sqlx::query("UPDATE studies SET status = $2 WHERE slug = $1")
         .bind(slug)
         .bind(status.as_str())

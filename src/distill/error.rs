@@ -24,6 +24,9 @@ pub enum DistillError {
     Checkpoint { file: PathBuf, message: String },
     #[error("training: {0}")]
     Training(String),
+    /// The observer asked the run to stop (cancelled, shutting down).
+    #[error("training stopped at step {step}")]
+    Stopped { step: u64 },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("tensor: {0}")]

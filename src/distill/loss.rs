@@ -8,6 +8,7 @@ use crate::engine::unet::UNetOutput;
 
 /// Weights of the loss components. Defaults are those of Segmind's training code.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
     /// Weight of the task loss; 1 in the method, settable for teachers that do not
     /// predict noise (random-weight test models).

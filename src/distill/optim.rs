@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Result, Tensor, Var};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AdamWConfig {
     pub lr: f64,
     pub beta1: f64,

@@ -28,7 +28,18 @@ pub enum MidPlan {
 }
 
 /// Which teacher transformer blocks a shallower attention keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Keep {
     /// The first k blocks (the SSD-1B choice: later blocks refine, earlier ones carry
     /// the residual stream the rest of the network was trained on).
@@ -76,10 +87,18 @@ impl Plan {
         }
     }
 
-    /// A built-in name or a JSON file; returns a label for messages and the plan.
+    /// A built-in name, a JSON file or JSON text; returns a label for messages and the plan.
     pub fn from_arg(arg: &str) -> Result<(String, Plan)> {
         if let Some(p) = Plan::builtin(arg) {
             return Ok((arg.to_string(), p));
+        }
+        // A plan written out in place (a job payload, a shell one-liner).
+        if arg.trim_start().starts_with('{') {
+            let plan = serde_json::from_str(arg).map_err(|e| DistillError::Plan {
+                plan: "inline JSON".into(),
+                message: e.to_string(),
+            })?;
+            return Ok(("custom".to_string(), plan));
         }
         let path = Path::new(arg);
         if !path.is_file() {

@@ -1,6 +1,7 @@
 //! A whole distillation run: stages (each a plan applied to the previous stage's trained
 //! student), the training loop with a JSONL log, periodic evaluation and checkpoints,
-//! resume, a progress bar, and export as a diffusers pipeline folder.
+//! resume, and export as a diffusers pipeline folder. Progress goes to an observer (the
+//! CLI's progress bar, a worker's job record) that can also ask the run to stop.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,15 +11,25 @@ use candle_core::{DType, Device};
 use super::dataset::Dataset;
 use super::error::{DistillError, Result};
 use super::mapping::LayerMap;
-use super::plan::{Keep, Plan};
+use super::plan::{Keep, Plan, Student};
 use super::prune::{initial_weights, write_pipeline_shell};
-use super::train::{EvalLog, TrainConfig, Trainer};
+use super::train::{EvalLog, StepLog, TrainConfig, Trainer};
 use crate::engine::config::{read_json, UNetConfig};
 use crate::engine::nn::Kernels;
 use crate::engine::unet::UNet2DConditionModel;
 
 /// Which teacher later stages learn from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StageTeacher {
     /// The original teacher throughout (features matched through the composed maps).
@@ -29,7 +40,8 @@ pub enum StageTeacher {
 }
 
 /// One stage: a plan (built-in name or file) and optionally its own step count.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Stage {
     pub plan: String,
     #[serde(default)]
@@ -37,7 +49,8 @@ pub struct Stage {
 }
 
 /// `--stages FILE`: `{"teacher": "original", "stages": [{"plan": "ssd-1b"}, {"plan": "vega"}]}`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Stages {
     #[serde(default)]
     pub teacher: StageTeacher,
@@ -61,14 +74,91 @@ impl Stages {
     }
 }
 
+impl Stages {
+    /// One stage of `plan`.
+    pub fn single(plan: &str, teacher: StageTeacher) -> Stages {
+        Stages {
+            teacher,
+            stages: vec![Stage {
+                plan: plan.to_string(),
+                steps: None,
+            }],
+        }
+    }
+
+    /// Checks every stage's plan against the model it prunes (the teacher, then each
+    /// stage's student) before anything is trained; returns the students.
+    pub fn check(
+        &self,
+        teacher: &UNetConfig,
+        teacher_file: &Path,
+        keep: Keep,
+    ) -> Result<Vec<Student>> {
+        let mut cfg = teacher.clone();
+        let mut out = Vec::new();
+        for (k, stage) in self.stages.iter().enumerate() {
+            if stage.steps == Some(0) {
+                return Err(DistillError::Training(format!(
+                    "stage {}: steps must be at least 1",
+                    k + 1
+                )));
+            }
+            let (label, plan) = Plan::from_arg(&stage.plan)?;
+            let student = plan.student(&label, &cfg, teacher_file, keep)?;
+            cfg = student.config.clone();
+            out.push(student);
+        }
+        if out.is_empty() {
+            return Err(DistillError::Training("no stages".into()));
+        }
+        Ok(out)
+    }
+
+    /// Optimizer steps of all stages together.
+    pub fn total_steps(&self, base: &TrainConfig) -> u64 {
+        self.stages
+            .iter()
+            .map(|s| s.steps.unwrap_or(base.steps))
+            .sum()
+    }
+}
+
 pub struct RunOptions {
     pub keep: Keep,
     pub held_out: usize,
     pub resume: bool,
-    pub progress: bool,
     pub device: Device,
     pub dtype: DType,
 }
+
+/// What a run reports while it trains. `stage` counts from 0.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    Step {
+        stage: usize,
+        stages: usize,
+        /// Steps of this stage.
+        steps: u64,
+        log: &'a StepLog,
+    },
+    Eval {
+        stage: usize,
+        log: &'a EvalLog,
+    },
+}
+
+/// The observer's answer to an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Stop now; `checkpoint` saves the state first, so that `--resume` loses nothing.
+    Stop {
+        checkpoint: bool,
+    },
+}
+
+/// Receives the run's events; `Control::Stop` ends the run with `DistillError::Stopped`.
+pub type Observer<'a> = &'a mut dyn FnMut(Event<'_>) -> Control;
 
 fn append(log: &Path, v: &serde_json::Value) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
@@ -87,6 +177,7 @@ pub fn run(
     base: &TrainConfig,
     out: &Path,
     o: &RunOptions,
+    observer: Observer<'_>,
 ) -> Result<(PathBuf, Option<EvalLog>)> {
     let (held, train) = data.split(o.held_out)?;
     if train.is_empty() {
@@ -133,7 +224,10 @@ pub fn run(
                 &o.device,
                 o.dtype,
             )?;
-            last = Some(train_stage(&mut t, &train, &held, &dir, o)?);
+            let stage_of = (k, stages.stages.len());
+            last = Some(train_stage(
+                &mut t, &train, &held, &dir, o, stage_of, observer,
+            )?);
             write_pipeline_shell(&init, &student, &model)?;
             let file = model.join("unet/diffusion_pytorch_model.safetensors");
             candle_core::safetensors::save(&t.export_weights()?, &file).map_err(|e| {
@@ -158,6 +252,8 @@ fn train_stage(
     held: &Dataset,
     dir: &Path,
     o: &RunOptions,
+    (stage, stages): (usize, usize),
+    observer: Observer<'_>,
 ) -> Result<EvalLog> {
     let ck = dir.join("checkpoint");
     let log = dir.join("train.jsonl");
@@ -166,29 +262,44 @@ fn train_stage(
     } else if log.exists() {
         std::fs::remove_file(&log).map_err(DistillError::io(&log))?;
     }
-    let bar = if o.progress {
-        indicatif::ProgressBar::new(t.cfg.steps)
-    } else {
-        indicatif::ProgressBar::hidden()
+    let stop = |t: &Trainer, control: Control| -> Result<()> {
+        match control {
+            Control::Continue => Ok(()),
+            Control::Stop { checkpoint } => {
+                if checkpoint {
+                    t.save_checkpoint(&ck)?;
+                }
+                Err(DistillError::Stopped { step: t.step })
+            }
+        }
     };
-    bar.set_position(t.step);
     while t.step < t.cfg.steps {
         let s = t.train_step(train)?;
         append(&log, &to_json(&s))?;
-        bar.set_message(format!("loss {:.4}", s.loss));
-        bar.inc(1);
+        let steps = t.cfg.steps;
+        stop(
+            t,
+            observer(Event::Step {
+                stage,
+                stages,
+                steps,
+                log: &s,
+            }),
+        )?;
         if t.cfg.eval_every > 0 && t.step.is_multiple_of(t.cfg.eval_every) && !held.is_empty() {
             let e = t.evaluate(held)?;
             append(&log, &serde_json::json!({ "eval": e }))?;
+            stop(t, observer(Event::Eval { stage, log: &e }))?;
         }
         if t.cfg.checkpoint_every > 0 && t.step.is_multiple_of(t.cfg.checkpoint_every) {
             t.save_checkpoint(&ck)?;
         }
     }
-    bar.finish_and_clear();
     t.save_checkpoint(&ck)?;
     let e = t.evaluate(held)?;
     append(&log, &serde_json::json!({ "eval": e, "final": true }))?;
+    // The run is over; an observer's stop request changes nothing now.
+    let _ = observer(Event::Eval { stage, log: &e });
     Ok(e)
 }
 

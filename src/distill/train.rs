@@ -19,7 +19,11 @@ use super::plan::Student;
 use super::student::TrainableUNet;
 use crate::engine::unet::{AddedCond, UNet2DConditionModel};
 
+/// Hyper-parameters of a run. Deserialised with defaults for missing fields (a job payload
+/// names only what it changes) and no unknown ones (a misspelt field is an error, not a
+/// silently ignored setting).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub steps: u64,
     pub batch_size: usize,
@@ -34,6 +38,71 @@ pub struct TrainConfig {
     /// 0 disables.
     pub checkpoint_every: u64,
     pub eval_every: u64,
+}
+
+impl TrainConfig {
+    /// Checks every field; the message names the field and the accepted range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, rule: &str, got: String| {
+            Err(DistillError::Training(format!(
+                "{field} must be {rule} (got {got})"
+            )))
+        };
+        if self.steps == 0 || self.steps > 10_000_000 {
+            return bad("steps", "1-10000000", self.steps.to_string());
+        }
+        if self.batch_size == 0 || self.batch_size > 4096 {
+            return bad("batch_size", "1-4096", self.batch_size.to_string());
+        }
+        if self.grad_accum == 0 || self.grad_accum > 4096 {
+            return bad("grad_accum", "1-4096", self.grad_accum.to_string());
+        }
+        let a = &self.adamw;
+        if !(a.lr.is_finite() && a.lr > 0.0 && a.lr <= 1.0) {
+            return bad("lr", "in (0, 1]", a.lr.to_string());
+        }
+        for (field, v) in [("beta1", a.beta1), ("beta2", a.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(field, "in [0, 1)", v.to_string());
+            }
+        }
+        if !(a.eps.is_finite() && a.eps > 0.0) {
+            return bad("eps", "positive", a.eps.to_string());
+        }
+        if !(a.weight_decay.is_finite() && (0.0..=1.0).contains(&a.weight_decay)) {
+            return bad("weight_decay", "in [0, 1]", a.weight_decay.to_string());
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return bad(
+                "max_grad_norm",
+                "0 (off) or positive",
+                self.max_grad_norm.to_string(),
+            );
+        }
+        if let Some(d) = self.ema_decay {
+            if !(d > 0.0 && d < 1.0) {
+                return bad("ema_decay", "in (0, 1)", d.to_string());
+            }
+        }
+        let l = &self.loss;
+        for (field, v) in [
+            ("lambda_task", l.lambda_task),
+            ("lambda_out", l.lambda_out),
+            ("lambda_feat", l.lambda_feat),
+        ] {
+            if !(v.is_finite() && (0.0..=1000.0).contains(&v)) {
+                return bad(field, "in [0, 1000]", v.to_string());
+            }
+        }
+        if l.lambda_task + l.lambda_out + l.lambda_feat == 0.0 {
+            return bad(
+                "lambda_task + lambda_out + lambda_feat",
+                "positive",
+                "0".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for TrainConfig {

@@ -214,15 +214,7 @@ impl JobRunner for GenerateRunner {
         let model = ctx
             .block_on(generation::model_by_name(&ctx.db.pool, &p.model))?
             .ok_or_else(|| JobError::Permanent(format!("model '{}' is not registered", p.model)))?;
-        let folder = PathBuf::from(model.folder.clone().ok_or_else(|| {
-            JobError::Permanent(format!("model '{}' has no registered folder", p.model))
-        })?);
-        // A relative folder lives under the worker's models directory (each machine may
-        // mount the shared models somewhere else).
-        let folder = match &self.models_dir {
-            Some(dir) if folder.is_relative() => dir.join(folder),
-            _ => folder,
-        };
+        let folder = super::models::model_folder(&model, self.models_dir.as_deref())?;
         let prompts = ctx.block_on(generation::prompts_by_id(
             &ctx.db.pool,
             p.study_id,

@@ -1,12 +1,13 @@
 //! Background work: a job queue in Postgres, workers that claim jobs under a lease, and
-//! the runners that do each kind of job (`generate` images for a study; `distill` is added
-//! by its own module; `noop` exists for tests and the queue benchmark).
+//! the runners that do each kind of job (`generate` images for a study, `distill` a student
+//! from a teacher; `noop` exists for tests and the queue benchmark).
 //!
 //! Workers need nothing but the database and the shared image store: claiming is one
 //! `FOR UPDATE SKIP LOCKED` statement, a lease that the holder's heartbeat extends says who
 //! may write, and an expired lease puts the job back in the queue for another worker.
 
 pub mod context;
+pub mod distill;
 pub mod generate;
 pub mod models;
 pub mod noop;
@@ -185,9 +186,11 @@ pub struct RunnerOptions {
     pub models_dir: Option<std::path::PathBuf>,
     /// Bytes of weights kept loaded on the device before the least recently used go.
     pub memory_budget_bytes: u64,
+    /// Distillation runs write under `<models_dir or data_dir>/distilled/<job id>`.
+    pub data_dir: std::path::PathBuf,
 }
 
-/// The runners for `kinds` ("generate", "noop"; "distill" once its runner exists).
+/// The runners for `kinds` ("generate", "distill", "noop").
 pub fn runners_for(
     kinds: &[String],
     opts: &RunnerOptions,
@@ -199,12 +202,14 @@ pub fn runners_for(
                 opts.memory_budget_bytes,
                 opts.models_dir.clone(),
             ))),
+            distill::KIND => out.push(Box::new(distill::DistillRunner::new(
+                opts.models_dir.clone(),
+                &opts.data_dir,
+            ))),
             "noop" => out.push(Box::new(noop::NoopRunner)),
-            other => {
-                return Err(JobError::Invalid(format!(
-                    "no runner for job kind '{other}' in this build (known: generate, noop)"
-                )))
-            }
+            other => return Err(JobError::Invalid(format!(
+                "no runner for job kind '{other}' in this build (known: generate, distill, noop)"
+            ))),
         }
     }
     if out.is_empty() {

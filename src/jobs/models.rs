@@ -128,6 +128,18 @@ pub async fn register(
     generation::upsert_registered(&db.pool, name, &stored.to_string_lossy(), &hash, &info).await
 }
 
+/// Where a registered model's folder is on this machine: a relative folder lives under the
+/// models directory (each machine may mount the shared models somewhere else).
+pub fn model_folder(model: &ModelRow, models_dir: Option<&Path>) -> Result<PathBuf, JobError> {
+    let folder = PathBuf::from(model.folder.clone().ok_or_else(|| {
+        JobError::Permanent(format!("model '{}' has no registered folder", model.name))
+    })?);
+    Ok(match models_dir {
+        Some(dir) if folder.is_relative() => dir.join(folder),
+        _ => folder,
+    })
+}
+
 /// The models directory shared by the web server and workers (`ARENAXL_MODELS_DIR`).
 pub fn models_dir_from_env() -> Option<PathBuf> {
     std::env::var_os("ARENAXL_MODELS_DIR")

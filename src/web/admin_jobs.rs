@@ -18,6 +18,7 @@ use crate::jobs::{Job, JobError};
 use crate::study::Study;
 
 use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
+use super::admin_distill::{distill_view_of, DistillView};
 use super::errors::{html, html_with_status, PageError};
 use super::state::AppState;
 
@@ -90,6 +91,12 @@ impl From<&Job> for JobView {
                 j.payload["prompt_ids"].as_array().map_or(0, Vec::len),
                 j.payload["seeds"].as_array().map_or(0, Vec::len)
             ),
+            "distill" => format!(
+                "{} → {} on {}",
+                j.payload["teacher"].as_str().unwrap_or("?"),
+                j.payload["student"].as_str().unwrap_or("?"),
+                j.payload["data"].as_str().unwrap_or("?")
+            ),
             _ => String::new(),
         };
         JobView {
@@ -154,9 +161,10 @@ struct JobPage {
     payload: String,
     log: String,
     active: bool,
+    distill: Option<DistillView>,
 }
 
-fn parse_id(raw: &str) -> Result<Uuid, AdminError> {
+pub(super) fn parse_id(raw: &str) -> Result<Uuid, AdminError> {
     Uuid::parse_str(raw).map_err(|_| {
         AdminError::Page(PageError::new(
             StatusCode::NOT_FOUND,
@@ -172,16 +180,35 @@ async fn job_page(
     id: web::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let job = q::get(&state.db.pool, parse_id(&id)?).await?;
-    Ok(html(JobPage {
-        csrf: csrf_token(&admin.session),
-        payload: serde_json::to_string_pretty(&job.payload).unwrap_or_default(),
-        log: job.log.clone(),
-        active: matches!(
-            job.status,
-            crate::jobs::JobStatus::Queued | crate::jobs::JobStatus::Running
-        ),
-        job: JobView::from(&job),
-    })?)
+    let distill = if job.kind == crate::jobs::distill::KIND {
+        Some(distill_view_of(&state, &job, None, None).await?)
+    } else {
+        None
+    };
+    job_page_with(&admin, &job, distill, StatusCode::OK)
+}
+
+/// A job's page; a distillation's also shows its curves and the comparison form.
+pub(super) fn job_page_with(
+    admin: &Admin,
+    job: &Job,
+    distill: Option<DistillView>,
+    status: StatusCode,
+) -> Result<HttpResponse, AdminError> {
+    Ok(html_with_status(
+        status,
+        JobPage {
+            csrf: csrf_token(&admin.session),
+            payload: serde_json::to_string_pretty(&job.payload).unwrap_or_default(),
+            log: job.log.clone(),
+            active: matches!(
+                job.status,
+                crate::jobs::JobStatus::Queued | crate::jobs::JobStatus::Running
+            ),
+            job: JobView::from(job),
+            distill,
+        },
+    )?)
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! state they use, extractors, and the mapping of domain errors to responses.
 
 pub mod admin;
+pub mod admin_distill;
 pub mod admin_jobs;
 pub mod api;
 pub mod errors;

@@ -330,6 +330,7 @@ async fn a_worker_fills_the_study_and_the_gallery_shows_every_model() {
         &RunnerOptions {
             models_dir: None,
             memory_budget_bytes: 1 << 30,
+            data_dir: std::env::temp_dir(),
         },
     )
     .expect("runners");

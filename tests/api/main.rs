@@ -5,6 +5,7 @@ mod common;
 
 mod admin;
 mod blindness;
+mod distill_admin;
 mod flow;
 mod imports;
 mod jobs_admin;

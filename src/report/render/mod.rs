@@ -3,7 +3,7 @@
 
 mod format;
 mod html;
-mod svg;
+pub(crate) mod svg;
 mod tables;
 
 pub use html::to_html;

@@ -116,3 +116,106 @@ pub(crate) fn bar_chart(labels: &[String], values: &[u64], title: &str) -> Strin
     s.push_str("</svg>");
     s
 }
+
+/// One line of a line chart: a name for the legend, a colour and its (x, y) points.
+pub(crate) struct Series {
+    pub name: String,
+    pub colour: &'static str,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Lines over a shared x axis (steps), with a logarithmic y axis when every value is
+/// positive (losses span decades). Long series are thinned to about 600 points.
+pub(crate) fn line_chart(series: &[Series], title: &str, x_label: &str) -> String {
+    let (width, height) = (720.0, 260.0);
+    let (left, right, top, bottom) = (64.0, 150.0, 10.0, 34.0);
+    let (plot_w, plot_h) = (width - left - right, height - top - bottom);
+    let all = || {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter())
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+    };
+    let log = all().count() > 0 && all().all(|p| p.1 > 0.0);
+    let fy = |v: f64| if log { v.log10() } else { v };
+    let range = |it: &mut dyn Iterator<Item = f64>| {
+        it.fold(None, |acc: Option<(f64, f64)>, v| match acc {
+            None => Some((v, v)),
+            Some((a, b)) => Some((a.min(v), b.max(v))),
+        })
+    };
+    let (x0, x1) = range(&mut all().map(|p| p.0)).unwrap_or((0.0, 1.0));
+    let (y0, y1) = range(&mut all().map(|p| fy(p.1))).unwrap_or((0.0, 1.0));
+    let (y0, y1) = if y1 > y0 {
+        (y0, y1)
+    } else {
+        (y0 - 0.5, y1 + 0.5)
+    };
+    let xs = if x1 > x0 { x1 - x0 } else { 1.0 };
+    let px = |x: f64| left + (x - x0) / xs * plot_w;
+    let py = |y: f64| top + plot_h - (fy(y) - y0) / (y1 - y0) * plot_h;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" class=\"chart\"><title>{}</title>",
+        escape(title)
+    );
+    s.push_str(&format!(
+        "<rect x=\"{left}\" y=\"{top}\" width=\"{plot_w}\" height=\"{plot_h}\" fill=\"none\" stroke=\"#333\"/>"
+    ));
+    let label = |v: f64| {
+        let v = if log { 10f64.powf(v) } else { v };
+        if v != 0.0 && (v.abs() < 1e-2 || v.abs() >= 1e4) {
+            format!("{v:.1e}")
+        } else {
+            format!("{v:.3}")
+        }
+    };
+    for (k, v) in [(0, y0), (1, (y0 + y1) / 2.0), (2, y1)] {
+        let y = top + plot_h - k as f64 * plot_h / 2.0;
+        s.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\">{}</text>",
+            left - 6.0,
+            y + 4.0,
+            escape(&label(v))
+        ));
+    }
+    s.push_str(&format!(
+        "<text x=\"{left}\" y=\"{:.1}\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\">{}{}</text>",
+        top + plot_h + 16.0,
+        x0,
+        left + plot_w,
+        top + plot_h + 16.0,
+        x1,
+        left + plot_w / 2.0,
+        top + plot_h + 28.0,
+        escape(x_label),
+        if log { " (log y)" } else { "" }
+    ));
+    for (k, line) in series.iter().enumerate() {
+        let pts: Vec<&(f64, f64)> = line
+            .points
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite() && (!log || p.1 > 0.0))
+            .collect();
+        let every = pts.len().div_ceil(600).max(1);
+        let path: Vec<String> = pts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % every == 0 || *i + 1 == pts.len())
+            .map(|(_, p)| format!("{:.1},{:.1}", px(p.0), py(p.1)))
+            .collect();
+        let legend_y = top + 14.0 + 18.0 * k as f64;
+        s.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.5\" points=\"{}\"><title>{}</title></polyline><line x1=\"{:.1}\" y1=\"{legend_y:.1}\" x2=\"{:.1}\" y2=\"{legend_y:.1}\" stroke=\"{c}\" stroke-width=\"3\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\">{}</text>",
+            path.join(" "),
+            escape(&line.name),
+            width - right + 10.0,
+            width - right + 28.0,
+            width - right + 32.0,
+            legend_y + 4.0,
+            escape(&line.name),
+            c = line.colour,
+        ));
+    }
+    s.push_str("</svg>");
+    s
+}

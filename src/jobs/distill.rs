@@ -1,0 +1,575 @@
+//! The `distill` kind: trains a student from a registered teacher on a worker (one plan or
+//! progressive stages), records its loss curves, and registers the student as a model when
+//! it is done. Everything a run writes lives in a folder named after the job, with
+//! checkpoints, so a job taken over by another worker (or retried) resumes where it
+//! stopped instead of starting again.
+//!
+//! `enqueue_distillation` checks a request completely before it is queued (teacher, plans
+//! against the teacher, dataset, hyper-parameters); `compare_with_teacher` turns a finished
+//! job into a study of the student against its teacher, with its generation jobs queued.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::DType;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::db::distill::{self as dq, Point};
+use crate::db::generation::{self, ModelRow};
+use crate::db::{jobs as q, Db};
+use crate::distill::run::{Control, Event, RunOptions, Stages};
+use crate::distill::train::TrainConfig;
+use crate::distill::{DistillError, Keep};
+use crate::engine::config::{read_json, UNetConfig};
+use crate::engine::device::parse_dtype;
+use crate::study::prompts::NewPrompt;
+use crate::study::{Study, StudySettings, StudyStatus};
+
+use super::generate::{enqueue_generation, GenerationRequest, Sampling};
+use super::models::{model_folder, register};
+use super::{Job, JobContext, JobError, JobRunner, JobStatus, NewJob, Stop};
+
+pub const KIND: &str = "distill";
+
+fn default_resolution() -> usize {
+    1024
+}
+
+fn default_held_out() -> usize {
+    4
+}
+
+/// The payload of a `distill` job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillPayload {
+    /// Registered model name of the teacher.
+    pub teacher: String,
+    /// One stage per plan (built-in name or plan JSON text).
+    pub stages: Stages,
+    /// Hugging Face imagefolder; a relative path is under the models directory.
+    pub data: String,
+    /// The name the student is registered under.
+    pub student: String,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default = "default_resolution")]
+    pub resolution: usize,
+    #[serde(default = "default_held_out")]
+    pub held_out: usize,
+    #[serde(default)]
+    pub keep: Keep,
+    /// f32, f16 or bf16; default bf16 on a GPU, f32 on the CPU.
+    #[serde(default)]
+    pub dtype: Option<String>,
+}
+
+impl DistillPayload {
+    /// Checks what needs no files.
+    pub fn validate(&self) -> Result<(), JobError> {
+        check_model_name(&self.student)?;
+        if self.student == self.teacher {
+            return Err(JobError::Invalid(
+                "student: must be a new name, not the teacher's".into(),
+            ));
+        }
+        if self.resolution < 8 || self.resolution % 8 != 0 || self.resolution > 4096 {
+            return Err(JobError::Invalid(format!(
+                "resolution must be a multiple of 8 from 8 to 4096 (got {})",
+                self.resolution
+            )));
+        }
+        if self.held_out > 10_000 {
+            return Err(JobError::Invalid(format!(
+                "held_out must be at most 10000 (got {})",
+                self.held_out
+            )));
+        }
+        if let Some(d) = &self.dtype {
+            parse_dtype(d).map_err(|e| JobError::Invalid(format!("dtype: {e}")))?;
+        }
+        self.train
+            .validate()
+            .map_err(|e| JobError::Invalid(e.to_string()))
+    }
+}
+
+fn check_model_name(name: &str) -> Result<(), JobError> {
+    let n = name.trim();
+    if n.is_empty() || n.len() > 100 || n.contains('#') || n != name {
+        return Err(JobError::Invalid(
+            "student: a model name must be 1-100 characters without '#' or surrounding spaces"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A dataset folder: absolute, or relative to the models directory (which workers share).
+pub fn data_folder(raw: &str, models_dir: Option<&Path>) -> PathBuf {
+    let p = PathBuf::from(raw.trim());
+    match models_dir {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p,
+    }
+}
+
+/// Errors of a training run as the queue treats them: bad plans, data or settings cannot
+/// get better by retrying; files and tensors may (a full disk, a busy GPU).
+fn job_error(e: DistillError) -> JobError {
+    match e {
+        DistillError::Plan { .. }
+        | DistillError::Json { .. }
+        | DistillError::Data { .. }
+        | DistillError::Training(_) => JobError::Permanent(e.to_string()),
+        other => JobError::Failed(other.to_string()),
+    }
+}
+
+/// Checks a request against the database and the files, then queues it in `tx`. Returns
+/// the job id and whether it is new (the same request twice queues one job).
+pub async fn enqueue_distillation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    db: &Db,
+    payload: &DistillPayload,
+    models_dir: Option<&Path>,
+) -> Result<(Uuid, bool), JobError> {
+    payload.validate()?;
+    let teacher = generation::model_by_name(&db.pool, &payload.teacher)
+        .await?
+        .ok_or_else(|| {
+            JobError::Invalid(format!(
+                "teacher: '{}' is not a registered model",
+                payload.teacher
+            ))
+        })?;
+    if generation::model_by_name(&db.pool, &payload.student)
+        .await?
+        .is_some()
+    {
+        return Err(JobError::Invalid(format!(
+            "student: a model named '{}' already exists",
+            payload.student
+        )));
+    }
+    let folder = model_folder(&teacher, models_dir)?;
+    let data = data_folder(&payload.data, models_dir);
+    let (stages, keep, held_out) = (payload.stages.clone(), payload.keep, payload.held_out);
+    // Reading configs and the dataset's metadata is file work: off the async threads.
+    tokio::task::spawn_blocking(move || -> Result<(), JobError> {
+        let file = folder.join("unet/config.json");
+        let cfg: UNetConfig = read_json(&file)?;
+        stages
+            .check(&cfg, &file, keep)
+            .map_err(|e| JobError::Invalid(e.to_string()))?;
+        let records = crate::distill::data::read_imagefolder(&data)
+            .map_err(|e| JobError::Invalid(e.to_string()))?;
+        if records.len() <= held_out {
+            return Err(JobError::Invalid(format!(
+                "data: {} has {} samples, which leaves none for training after {held_out} held out",
+                data.display(),
+                records.len()
+            )));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| JobError::Failed(format!("checking the request failed: {e}")))??;
+    let value = serde_json::to_value(payload)
+        .map_err(|e| JobError::Invalid(format!("cannot encode payload: {e}")))?;
+    let key = format!(
+        "distill:{}",
+        hex::encode(Sha256::digest(value.to_string().as_bytes()))
+    );
+    let job = NewJob {
+        kind: KIND.into(),
+        payload: value,
+        priority: 0,
+        // Each attempt resumes from the last checkpoint, so retries cost little.
+        max_attempts: 5,
+        idempotency_key: Some(key),
+        study_id: None,
+    };
+    q::enqueue(tx, &job).await
+}
+
+pub struct DistillRunner {
+    models_dir: Option<PathBuf>,
+    /// Where runs write (`<models dir or data dir>/distilled/<job id>`).
+    work_dir: PathBuf,
+}
+
+impl DistillRunner {
+    pub fn new(models_dir: Option<PathBuf>, data_dir: &Path) -> DistillRunner {
+        let base = models_dir.clone().unwrap_or_else(|| data_dir.to_path_buf());
+        DistillRunner {
+            models_dir,
+            work_dir: base.join("distilled"),
+        }
+    }
+
+    /// The run folder of a job, and the same relative to the models directory when the
+    /// folder lives there (registered relative, each worker finds it under its own mount).
+    fn out_dir(&self, job: Uuid) -> (PathBuf, Option<PathBuf>) {
+        let out = self.work_dir.join(job.to_string());
+        let rel = self
+            .models_dir
+            .as_ref()
+            .and_then(|m| out.strip_prefix(m).ok().map(Path::to_path_buf));
+        (out, rel)
+    }
+}
+
+/// Collects the run's points and progress and writes them at most once a second.
+struct Recorder<'a> {
+    ctx: &'a JobContext,
+    points: Vec<Point>,
+    last: Instant,
+    offsets: Vec<u64>,
+    total: u64,
+    stop: Option<Stop>,
+}
+
+impl Recorder<'_> {
+    fn flush(&mut self, message: &str, done: u64) {
+        let points = std::mem::take(&mut self.points);
+        match self.ctx.block_on(dq::insert_points(
+            &self.ctx.db.pool,
+            &self.ctx.lease,
+            &points,
+        )) {
+            Ok(true) => {}
+            Ok(false) => self.stop = Some(Stop::LeaseLost),
+            // Curves are worth keeping but not worth failing a long run for.
+            Err(e) => tracing::warn!(job = %self.ctx.lease.job_id, "cannot store loss points: {e}"),
+        }
+        if self.stop.is_none() {
+            if let Err(JobError::Stopped(s)) =
+                self.ctx
+                    .progress(done as usize, self.total as usize, message)
+            {
+                self.stop = Some(s);
+            }
+        }
+        self.last = Instant::now();
+    }
+
+    fn on(&mut self, e: Event<'_>) -> Control {
+        match e {
+            Event::Step {
+                stage,
+                stages,
+                steps,
+                log,
+            } => {
+                self.points.push(Point {
+                    stage: stage as i32,
+                    kind: "train".into(),
+                    step: log.step as i64,
+                    data: serde_json::to_value(log).unwrap_or_default(),
+                });
+                if self.last.elapsed() >= Duration::from_secs(1) || log.step == steps {
+                    let done = self.offsets.get(stage).copied().unwrap_or(0) + log.step;
+                    let message = format!(
+                        "stage {}/{stages}: step {}/{steps}, loss {:.4}",
+                        stage + 1,
+                        log.step,
+                        log.loss
+                    );
+                    self.flush(&message, done);
+                }
+            }
+            Event::Eval { stage, log } => {
+                self.points.push(Point {
+                    stage: stage as i32,
+                    kind: "eval".into(),
+                    step: log.step as i64,
+                    data: serde_json::to_value(log).unwrap_or_default(),
+                });
+                let done = self.offsets.get(stage).copied().unwrap_or(0) + log.step;
+                let message = format!(
+                    "stage {}: held-out output MSE {:.5} at step {}",
+                    stage + 1,
+                    log.output_mse,
+                    log.step
+                );
+                self.flush(&message, done);
+            }
+        }
+        match self.stop {
+            None => Control::Continue,
+            // Shutting down: save the state so the next worker resumes here. After a lost
+            // lease the folder is another worker's; write nothing.
+            Some(Stop::Shutdown) => Control::Stop { checkpoint: true },
+            Some(_) => Control::Stop { checkpoint: false },
+        }
+    }
+}
+
+impl JobRunner for DistillRunner {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn run(&mut self, job: &Job, ctx: &mut JobContext) -> Result<(), JobError> {
+        let payload_error = |message: String| JobError::Payload {
+            kind: KIND.into(),
+            message,
+        };
+        let p: DistillPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| payload_error(e.to_string()))?;
+        p.validate().map_err(|e| payload_error(e.to_string()))?;
+        let teacher = ctx
+            .block_on(generation::model_by_name(&ctx.db.pool, &p.teacher))?
+            .ok_or_else(|| {
+                JobError::Permanent(format!("teacher '{}' is not registered", p.teacher))
+            })?;
+        let teacher_dir = model_folder(&teacher, self.models_dir.as_deref())?;
+        let data_dir = data_folder(&p.data, self.models_dir.as_deref());
+        let (out, out_rel) = self.out_dir(job.id);
+        std::fs::create_dir_all(&out)?;
+        let dtype = match &p.dtype {
+            Some(d) => parse_dtype(d)?,
+            None if ctx.device.is_cpu() => DType::F32,
+            None => DType::BF16,
+        };
+        let total = p.stages.total_steps(&p.train);
+        ctx.progress(0, total as usize, "encoding the dataset")?;
+        ctx.log(&format!(
+            "distilling '{}' ({}) into '{}' on {} ({} stages, {total} steps) in {}",
+            p.teacher,
+            teacher_dir.display(),
+            p.student,
+            ctx.device_name,
+            p.stages.stages.len(),
+            out.display()
+        ));
+        let data = crate::distill::data::cached(
+            &teacher_dir,
+            &data_dir,
+            p.resolution,
+            &out.join("cache"),
+            &ctx.device,
+            |_| {},
+        )
+        .map_err(job_error)?;
+        ctx.check()?;
+        let offsets: Vec<u64> = p
+            .stages
+            .stages
+            .iter()
+            .scan(0, |acc, s| {
+                let before = *acc;
+                *acc += s.steps.unwrap_or(p.train.steps);
+                Some(before)
+            })
+            .collect();
+        let opts = RunOptions {
+            keep: p.keep,
+            held_out: p.held_out,
+            // The folder is this job's: whatever is in it came from an earlier attempt.
+            resume: true,
+            device: ctx.device.clone(),
+            dtype,
+        };
+        let ctx_ref: &JobContext = ctx;
+        let mut rec = Recorder {
+            ctx: ctx_ref,
+            points: Vec::new(),
+            last: Instant::now(),
+            offsets,
+            total,
+            stop: None,
+        };
+        let result = crate::distill::run::run(
+            &teacher_dir,
+            &p.stages,
+            &data,
+            &p.train,
+            &out,
+            &opts,
+            &mut |e| rec.on(e),
+        );
+        let stopped = rec.stop;
+        if stopped.is_none() && !rec.points.is_empty() {
+            rec.flush("training finished", total);
+        }
+        let stopped = stopped.or(rec.stop);
+        let (model, eval) = match result {
+            Ok(done) => done,
+            Err(DistillError::Stopped { .. }) => {
+                return Err(JobError::Stopped(stopped.unwrap_or(Stop::Shutdown)))
+            }
+            Err(e) => return Err(job_error(e)),
+        };
+        ctx.check()?;
+
+        // Register the student. A model of that name registered meanwhile by someone else
+        // is not overwritten; a re-run of this job re-registers its own student.
+        if let Some(existing) = ctx.block_on(generation::model_by_name(&ctx.db.pool, &p.student))? {
+            let ours = existing
+                .info
+                .as_ref()
+                .and_then(|i| i["distill_job"].as_str())
+                .is_some_and(|j| j == job.id.to_string());
+            if !ours {
+                return Err(JobError::Permanent(format!(
+                    "a model named '{}' was registered while this job ran; the student is in {}",
+                    p.student,
+                    model.display()
+                )));
+            }
+        }
+        let rel_model = out_rel.map(|r| r.join(model.strip_prefix(&out).unwrap_or(&model)));
+        let (folder, base) = match &rel_model {
+            Some(r) => (r.clone(), self.models_dir.as_deref()),
+            None => (model.clone(), None),
+        };
+        let row = ctx.block_on(register(&ctx.db, &p.student, &folder, base))?;
+        let extra = serde_json::json!({
+            "distilled_from": p.teacher,
+            "distill_job": job.id.to_string(),
+            "stages": p.stages,
+            "held_out": eval,
+        });
+        ctx.block_on(dq::annotate_model(&ctx.db.pool, &row.name, &extra))?;
+        ctx.log(&format!(
+            "registered the student as '{}' ({}){}",
+            row.name,
+            row.folder.unwrap_or_default(),
+            eval.map(|e| format!(
+                "; held-out output MSE {:.6}, feature MSE {:.6}",
+                e.output_mse, e.feature_mse
+            ))
+            .unwrap_or_default()
+        ));
+        ctx.progress(total as usize, total as usize, "student registered")?;
+        Ok(())
+    }
+}
+
+/// The teacher and the registered student of a finished distillation job.
+pub async fn finished_models(db: &Db, job_id: Uuid) -> Result<(ModelRow, ModelRow), JobError> {
+    let job = q::get(&db.pool, job_id).await?;
+    if job.kind != KIND {
+        return Err(JobError::Invalid(format!(
+            "job {job_id} is not a distillation"
+        )));
+    }
+    if job.status != JobStatus::Succeeded {
+        return Err(JobError::Invalid(format!(
+            "the distillation is {}, not finished",
+            job.status
+        )));
+    }
+    let p: DistillPayload =
+        serde_json::from_value(job.payload.clone()).map_err(|e| JobError::Payload {
+            kind: KIND.into(),
+            message: e.to_string(),
+        })?;
+    let find = |name: String, what: &'static str| async move {
+        generation::model_by_name(&db.pool, &name)
+            .await?
+            .filter(|m| m.folder.is_some())
+            .ok_or_else(|| {
+                JobError::Invalid(format!("the {what} '{name}' is no longer registered"))
+            })
+    };
+    Ok((
+        find(p.teacher, "teacher").await?,
+        find(p.student, "student").await?,
+    ))
+}
+
+/// A study of a distilled student against its teacher.
+#[derive(Debug, Clone)]
+pub struct CompareRequest {
+    pub study: StudySettings,
+    pub prompts: Vec<NewPrompt>,
+    /// Seeds 0..seeds for every prompt.
+    pub seeds: i64,
+    pub sampling: Sampling,
+    pub batch: usize,
+}
+
+/// At most `max` prompts (all when 0), optionally only from `categories`: a seeded random
+/// sample kept in file order, so that a comparison on 200 PartiPrompts is reproducible.
+pub fn choose_prompts(
+    prompts: Vec<NewPrompt>,
+    categories: &[String],
+    max: usize,
+    seed: u64,
+) -> Result<Vec<NewPrompt>, JobError> {
+    let mut chosen: Vec<(usize, NewPrompt)> = prompts
+        .into_iter()
+        .filter(|p| {
+            categories.is_empty()
+                || p.category
+                    .as_ref()
+                    .is_some_and(|c| categories.iter().any(|x| x.eq_ignore_ascii_case(c)))
+        })
+        .enumerate()
+        .collect();
+    if chosen.is_empty() {
+        return Err(JobError::Invalid(if categories.is_empty() {
+            "prompts: none given".into()
+        } else {
+            format!("prompts: none in the categories {}", categories.join(", "))
+        }));
+    }
+    if max > 0 && chosen.len() > max {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        chosen.shuffle(&mut rng);
+        chosen.truncate(max);
+        chosen.sort_by_key(|(i, _)| *i);
+    }
+    Ok(chosen.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Creates the study (open, so participants can start as soon as pairs exist), its
+/// prompts, and generation jobs for teacher and student, all in one transaction.
+pub async fn compare_with_teacher(
+    db: &Db,
+    job_id: Uuid,
+    req: &CompareRequest,
+) -> Result<(Study, usize), JobError> {
+    let (teacher, student) = finished_models(db, job_id).await?;
+    req.sampling.validate()?;
+    if !(1..=64).contains(&req.seeds) {
+        return Err(JobError::Invalid("seeds per prompt must be 1-64".into()));
+    }
+    if req.prompts.is_empty() {
+        return Err(JobError::Invalid("prompts: none given".into()));
+    }
+    let mut tx = db.pool.begin().await?;
+    let study = crate::db::studies::insert(&mut *tx, &req.study).await?;
+    let mut prompt_ids = Vec::with_capacity(req.prompts.len());
+    for p in &req.prompts {
+        let (id, added) = crate::db::content::insert_prompt(&mut tx, study.id, p).await?;
+        if added {
+            prompt_ids.push(id);
+        }
+    }
+    crate::db::studies::set_status(&mut *tx, study.slug.as_str(), StudyStatus::Open).await?;
+    let (jobs, _) = enqueue_generation(
+        &mut tx,
+        &GenerationRequest {
+            study_id: study.id,
+            models: vec![teacher.name.clone(), student.name.clone()],
+            prompt_ids,
+            seeds: (0..req.seeds).collect(),
+            sampling: req.sampling.clone(),
+            batch: req.batch,
+            priority: 0,
+            max_attempts: 3,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let study = crate::db::studies::by_id(&db.pool, study.id).await?;
+    Ok((study, jobs.len()))
+}

@@ -1,0 +1,526 @@
+//! Admin pages of distillation: the form that starts a `distill` job (teacher, plan or
+//! stages, dataset folder, hyper-parameters), the loss curves and held-out figures shown on
+//! a distillation's job page, and "compare with teacher", which turns a finished job into
+//! an open study of the student against its teacher with its images queued.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use uuid::Uuid;
+
+use crate::db::distill as dq;
+use crate::db::generation::{self, ModelRow};
+use crate::db::jobs as q;
+use crate::distill::run::{Stage, StageTeacher, Stages};
+use crate::distill::train::TrainConfig;
+use crate::distill::{FeatureLevel, Keep};
+use crate::jobs::distill::{
+    choose_prompts, compare_with_teacher, enqueue_distillation, CompareRequest, DistillPayload,
+};
+use crate::jobs::generate::Sampling;
+use crate::jobs::{Job, JobError, JobStatus};
+use crate::report::render::svg::{line_chart, Series};
+use crate::study::prompts::{parse_prompts, PromptFormat};
+use crate::study::{StudyForm, StudySettings};
+
+use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
+use super::admin_jobs::{job_page_with, parse_id};
+use super::errors::{html, html_with_status};
+use super::state::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/distill", web::get().to(distill_page))
+        .route("/admin/distill", web::post().to(start))
+        .route("/admin/jobs/{id}/compare", web::post().to(compare));
+}
+
+/// A form's fields, kept as entered so that an error page shows them again.
+type Fields = std::collections::BTreeMap<String, String>;
+
+fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
+    f.get(name).map(|s| s.trim()).unwrap_or("")
+}
+
+fn number<T: std::str::FromStr>(f: &Fields, name: &str, label: &str) -> Result<T, JobError> {
+    let raw = field(f, name);
+    raw.parse()
+        .map_err(|_| JobError::Invalid(format!("{label}: '{raw}' is not a valid number")))
+}
+
+/// The start form's defaults: Segmind's loss weights, a small run a CPU worker finishes.
+fn start_defaults() -> Fields {
+    let t = TrainConfig::default();
+    [
+        ("plan", "vega"),
+        ("stage_teacher", "original"),
+        ("steps", "1000"),
+        ("batch_size", "1"),
+        ("grad_accum", "1"),
+        ("warmup", "0"),
+        ("resolution", "1024"),
+        ("held_out", "4"),
+        ("eval_every", "100"),
+        ("checkpoint_every", "100"),
+        ("features", "layer"),
+        ("keep", "first"),
+        ("dtype", ""),
+        ("ema_decay", ""),
+        ("seed", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain([
+        ("lr".to_string(), t.adamw.lr.to_string()),
+        ("weight_decay".to_string(), t.adamw.weight_decay.to_string()),
+        ("max_grad_norm".to_string(), t.max_grad_norm.to_string()),
+        ("lambda_task".to_string(), t.loss.lambda_task.to_string()),
+        ("lambda_out".to_string(), t.loss.lambda_out.to_string()),
+        ("lambda_feat".to_string(), t.loss.lambda_feat.to_string()),
+    ])
+    .collect()
+}
+
+/// "vega", "ssd-1b > vega" (progressive stages) or a plan's JSON.
+fn parse_stages(raw: &str, teacher: StageTeacher) -> Result<Stages, JobError> {
+    let raw = raw.trim();
+    let plans: Vec<String> = if raw.starts_with('{') {
+        vec![raw.to_string()]
+    } else {
+        raw.split(['>', ','])
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    if plans.is_empty() {
+        return Err(JobError::Invalid(
+            "plan: give a built-in plan (ssd-1b, vega), stages like 'ssd-1b > vega', or a plan's JSON"
+                .into(),
+        ));
+    }
+    Ok(Stages {
+        teacher,
+        stages: plans
+            .into_iter()
+            .map(|plan| Stage { plan, steps: None })
+            .collect(),
+    })
+}
+
+fn parse_start(f: &Fields) -> Result<DistillPayload, JobError> {
+    let stage_teacher = match field(f, "stage_teacher") {
+        "" | "original" => StageTeacher::Original,
+        "previous" => StageTeacher::Previous,
+        other => {
+            return Err(JobError::Invalid(format!(
+                "teacher of later stages: '{other}' is not original or previous"
+            )))
+        }
+    };
+    let features = match field(f, "features") {
+        "" | "layer" => FeatureLevel::Layer,
+        "block" => FeatureLevel::Block,
+        other => {
+            return Err(JobError::Invalid(format!(
+                "features: '{other}' is not layer or block"
+            )))
+        }
+    };
+    let keep = match field(f, "keep") {
+        "" | "first" => Keep::First,
+        "even" => Keep::Even,
+        other => {
+            return Err(JobError::Invalid(format!(
+                "kept blocks: '{other}' is not first or even"
+            )))
+        }
+    };
+    let mut train = TrainConfig {
+        steps: number(f, "steps", "steps")?,
+        batch_size: number(f, "batch_size", "batch size")?,
+        grad_accum: number(f, "grad_accum", "gradient accumulation")?,
+        warmup_steps: number(f, "warmup", "warm-up steps")?,
+        max_grad_norm: number(f, "max_grad_norm", "gradient-norm clip")?,
+        seed: number(f, "seed", "seed")?,
+        checkpoint_every: number(f, "checkpoint_every", "checkpoint every")?,
+        eval_every: number(f, "eval_every", "evaluate every")?,
+        ema_decay: match field(f, "ema_decay") {
+            "" => None,
+            _ => Some(number(f, "ema_decay", "EMA decay")?),
+        },
+        ..TrainConfig::default()
+    };
+    train.adamw.lr = number(f, "lr", "learning rate")?;
+    train.adamw.weight_decay = number(f, "weight_decay", "weight decay")?;
+    train.loss.lambda_task = number(f, "lambda_task", "λ task")?;
+    train.loss.lambda_out = number(f, "lambda_out", "λ output")?;
+    train.loss.lambda_feat = number(f, "lambda_feat", "λ features")?;
+    train.loss.level = features;
+    if field(f, "teacher").is_empty() {
+        return Err(JobError::Invalid(
+            "teacher: choose a registered model".into(),
+        ));
+    }
+    if field(f, "data").is_empty() {
+        return Err(JobError::Invalid(
+            "dataset folder: give an imagefolder (images + metadata.jsonl)".into(),
+        ));
+    }
+    Ok(DistillPayload {
+        teacher: field(f, "teacher").to_string(),
+        stages: parse_stages(field(f, "plan"), stage_teacher)?,
+        data: field(f, "data").to_string(),
+        student: field(f, "student").to_string(),
+        train,
+        resolution: number(f, "resolution", "resolution")?,
+        held_out: number(f, "held_out", "held-out samples")?,
+        keep,
+        dtype: Some(field(f, "dtype").to_string()).filter(|d| !d.is_empty()),
+    })
+}
+
+struct DistillJobRow {
+    id: Uuid,
+    status: String,
+    teacher: String,
+    student: String,
+    plan: String,
+    done: i32,
+    total: i32,
+    message: String,
+}
+
+impl From<&Job> for DistillJobRow {
+    fn from(j: &Job) -> Self {
+        let plan = j.payload["stages"]["stages"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .map(|x| {
+                        let p = x["plan"].as_str().unwrap_or("?");
+                        if p.starts_with('{') { "custom" } else { p }.to_string()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" > ")
+            })
+            .unwrap_or_default();
+        DistillJobRow {
+            id: j.id,
+            status: j.status.to_string(),
+            teacher: j.payload["teacher"].as_str().unwrap_or("?").to_string(),
+            student: j.payload["student"].as_str().unwrap_or("?").to_string(),
+            plan,
+            done: j.progress_done,
+            total: j.progress_total,
+            message: j.progress_message.clone(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/distill.html")]
+struct DistillPage {
+    csrf: String,
+    models: Vec<ModelRow>,
+    jobs: Vec<DistillJobRow>,
+    form: Fields,
+    error: Option<String>,
+}
+
+impl DistillPage {
+    fn value(&self, name: &str) -> &str {
+        field(&self.form, name)
+    }
+}
+
+async fn distill_view(
+    admin: &Admin,
+    state: &AppState,
+    form: Fields,
+    error: Option<String>,
+) -> Result<DistillPage, AdminError> {
+    let jobs = q::recent(&state.db.pool, 500)
+        .await?
+        .iter()
+        .filter(|j| j.kind == crate::jobs::distill::KIND)
+        .map(DistillJobRow::from)
+        .collect();
+    Ok(DistillPage {
+        csrf: csrf_token(&admin.session),
+        models: generation::registered(&state.db.pool).await?,
+        jobs,
+        form,
+        error,
+    })
+}
+
+async fn distill_page(
+    admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AdminError> {
+    Ok(html(
+        distill_view(&admin, &state, start_defaults(), None).await?,
+    )?)
+}
+
+async fn start(
+    admin: Admin,
+    state: web::Data<AppState>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AdminError> {
+    let fields: Fields = form.into_inner().into_iter().collect();
+    check_csrf(&admin.session, field(&fields, "csrf"))?;
+    let models_dir = crate::jobs::models::models_dir_from_env();
+    let result = async {
+        let payload = parse_start(&fields)?;
+        let mut tx = state.db.pool.begin().await?;
+        let (id, _) =
+            enqueue_distillation(&mut tx, &state.db, &payload, models_dir.as_deref()).await?;
+        tx.commit().await?;
+        Ok::<_, JobError>(id)
+    }
+    .await;
+    match result {
+        Ok(id) => Ok(see_other(&format!("/admin/jobs/{id}"))),
+        Err(e @ (JobError::Invalid(_) | JobError::Engine(_))) => {
+            let page = distill_view(&admin, &state, fields, Some(e.to_string())).await?;
+            Ok(html_with_status(StatusCode::UNPROCESSABLE_ENTITY, page)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a distillation's job page adds: curves, held-out figures, the student, and the
+/// "compare with teacher" form once the student is registered.
+pub(super) struct DistillView {
+    pub loss_svg: String,
+    pub eval_svg: String,
+    pub evals: Vec<(i32, i64, String, String)>,
+    pub teacher: String,
+    pub student: String,
+    pub student_ready: bool,
+    pub form: Fields,
+    pub error: Option<String>,
+}
+
+impl DistillView {
+    pub fn value(&self, name: &str) -> &str {
+        field(&self.form, name)
+    }
+}
+
+fn slugify(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').chars().take(60).collect()
+}
+
+fn compare_defaults(teacher: &str, student: &str) -> Fields {
+    [
+        ("title", format!("{student} vs {teacher}")),
+        ("slug", slugify(&format!("{student}-vs-{teacher}"))),
+        ("prompts_file", String::new()),
+        ("prompts_text", String::new()),
+        ("categories", String::new()),
+        ("max_prompts", "200".into()),
+        ("seeds", "1".into()),
+        ("steps", "30".into()),
+        ("guidance", "5".into()),
+        ("scheduler", String::new()),
+        ("width", "1024".into()),
+        ("height", "1024".into()),
+        ("dtype", "f16".into()),
+        ("batch", "8".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+const COLOURS: [&str; 5] = ["#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#d08c00"];
+
+/// The curves of a job: training loss components per stage, and held-out MSEs.
+pub(super) async fn distill_view_of(
+    state: &AppState,
+    job: &Job,
+    form: Option<Fields>,
+    error: Option<String>,
+) -> Result<DistillView, AdminError> {
+    let points = dq::points(&state.db.pool, job.id).await?;
+    let stages = points.iter().map(|p| p.stage).max().map_or(0, |m| m + 1);
+    // Steps restart at each stage; the x axis runs on across stages.
+    let mut offset = vec![0i64; stages.max(0) as usize + 1];
+    for p in points.iter().filter(|p| p.kind == "train") {
+        let k = p.stage as usize + 1;
+        if k < offset.len() {
+            offset[k] = offset[k].max(p.step);
+        }
+    }
+    for k in 1..offset.len() {
+        offset[k] += offset[k - 1];
+    }
+    let x = |p: &dq::Point| (offset.get(p.stage as usize).copied().unwrap_or(0) + p.step) as f64;
+    let series = |kind: &str, keys: &[(&str, &str)]| -> Vec<Series> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, (key, name))| Series {
+                name: name.to_string(),
+                colour: COLOURS[i % COLOURS.len()],
+                points: points
+                    .iter()
+                    .filter(|p| p.kind == kind)
+                    .filter_map(|p| p.data[*key].as_f64().map(|v| (x(p), v)))
+                    .collect(),
+            })
+            .collect()
+    };
+    let loss = series(
+        "train",
+        &[
+            ("loss", "total"),
+            ("task", "task"),
+            ("output", "output"),
+            ("features", "features"),
+        ],
+    );
+    let eval = series(
+        "eval",
+        &[("output_mse", "output MSE"), ("feature_mse", "feature MSE")],
+    );
+    let evals = points
+        .iter()
+        .filter(|p| p.kind == "eval")
+        .map(|p| {
+            let f = |k: &str| {
+                p.data[k]
+                    .as_f64()
+                    .map(|v| format!("{v:.6}"))
+                    .unwrap_or_default()
+            };
+            (p.stage + 1, p.step, f("output_mse"), f("feature_mse"))
+        })
+        .collect();
+    let teacher = job.payload["teacher"].as_str().unwrap_or("?").to_string();
+    let student = job.payload["student"].as_str().unwrap_or("?").to_string();
+    let student_ready = job.status == JobStatus::Succeeded
+        && generation::model_by_name(&state.db.pool, &student)
+            .await?
+            .and_then(|m| m.info)
+            .is_some_and(|i| i["distill_job"].as_str() == Some(job.id.to_string().as_str()));
+    Ok(DistillView {
+        loss_svg: if points.iter().any(|p| p.kind == "train") {
+            line_chart(&loss, "Training loss per step", "step")
+        } else {
+            String::new()
+        },
+        eval_svg: if points.iter().any(|p| p.kind == "eval") {
+            line_chart(&eval, "Held-out MSE against the teacher", "step")
+        } else {
+            String::new()
+        },
+        evals,
+        form: form.unwrap_or_else(|| compare_defaults(&teacher, &student)),
+        teacher,
+        student,
+        student_ready,
+        error,
+    })
+}
+
+fn list(s: &str) -> Vec<String> {
+    s.split([',', '\n'])
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+/// The prompts of the compare form: pasted lines, or a prompts file on the server
+/// (PartiPrompts TSV, CSV or text), then filtered by category and sampled.
+async fn compare_prompts(f: &Fields) -> Result<Vec<crate::study::prompts::NewPrompt>, JobError> {
+    let text = f.get("prompts_text").map(String::as_str).unwrap_or("");
+    let file = field(f, "prompts_file");
+    let prompts = match (text.trim().is_empty(), file.is_empty()) {
+        (false, true) => parse_prompts("pasted prompts", text, PromptFormat::Text)?,
+        (true, false) => {
+            let content = tokio::fs::read_to_string(file)
+                .await
+                .map_err(|e| JobError::Invalid(format!("prompts file {file}: {e}")))?;
+            parse_prompts(file, &content, PromptFormat::detect(file, &content))?
+        }
+        (false, false) => {
+            return Err(JobError::Invalid(
+                "prompts: give either a prompts file or pasted prompts, not both".into(),
+            ))
+        }
+        (true, true) => return Err(JobError::Invalid(
+            "prompts: give a prompts file on the server (e.g. PartiPrompts.tsv) or paste prompts"
+                .into(),
+        )),
+    };
+    choose_prompts(
+        prompts,
+        &list(field(f, "categories")),
+        number(f, "max_prompts", "at most prompts")?,
+        0,
+    )
+}
+
+async fn parse_compare(f: &Fields) -> Result<CompareRequest, JobError> {
+    let study = StudySettings::try_from(StudyForm {
+        slug: field(f, "slug").to_string(),
+        title: field(f, "title").to_string(),
+        allow_tie: true,
+        allow_both_bad: true,
+        ..StudyForm::default()
+    })?;
+    Ok(CompareRequest {
+        study,
+        prompts: compare_prompts(f).await?,
+        seeds: number(f, "seeds", "seeds per prompt")?,
+        sampling: Sampling {
+            steps: number(f, "steps", "steps")?,
+            guidance: number(f, "guidance", "guidance")?,
+            scheduler: Some(field(f, "scheduler").to_string())
+                .filter(|s| !s.is_empty() && s != "default"),
+            width: number(f, "width", "width")?,
+            height: number(f, "height", "height")?,
+            dtype: field(f, "dtype").to_string(),
+        },
+        batch: number(f, "batch", "prompts per job")?,
+    })
+}
+
+async fn compare(
+    admin: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, AdminError> {
+    let fields: Fields = form.into_inner().into_iter().collect();
+    check_csrf(&admin.session, field(&fields, "csrf"))?;
+    let id = parse_id(&id)?;
+    let job = q::get(&state.db.pool, id).await?;
+    let result = async {
+        let req = parse_compare(&fields).await?;
+        compare_with_teacher(&state.db, id, &req).await
+    }
+    .await;
+    let error = match result {
+        Ok((study, _)) => return Ok(see_other(&format!("/admin/studies/{}", study.slug))),
+        Err(JobError::Study(e)) => match e {
+            crate::study::StudyError::Invalid { .. }
+            | crate::study::StudyError::Conflict(_)
+            | crate::study::StudyError::Import(_) => e.to_string(),
+            other => return Err(other.into()),
+        },
+        Err(e @ JobError::Invalid(_)) => e.to_string(),
+        Err(e) => return Err(e.into()),
+    };
+    let view = distill_view_of(&state, &job, Some(fields), Some(error)).await?;
+    job_page_with(&admin, &job, Some(view), StatusCode::UNPROCESSABLE_ENTITY)
+}

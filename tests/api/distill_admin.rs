@@ -1,0 +1,369 @@
+//! Distillation from the admin area: the start form (validation against the teacher, the
+//! dataset and the hyper-parameters; nothing queued on bad input), a real worker running
+//! the `distill` job to a registered student with loss curves on its page, and "compare
+//! with teacher" creating an open study whose generated pairs participants can vote on.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arenaxl::jobs::{runners_for, RunnerOptions, Worker, WorkerConfig};
+
+use crate::common::{csrf_of, TestApp};
+
+fn imagefolder(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut meta = String::new();
+    for i in 0..n {
+        let img = image::RgbImage::from_fn(40, 40, |x, y| {
+            image::Rgb([(x * 5 + i as u32 * 40) as u8, (y * 6) as u8, (i * 60) as u8])
+        });
+        img.save(dir.join(format!("{i}.png"))).expect("png");
+        meta.push_str(&format!(
+            "{{\"file_name\": \"{i}.png\", \"text\": \"sample {i}\"}}\n"
+        ));
+    }
+    std::fs::write(dir.join("metadata.jsonl"), meta).expect("metadata");
+}
+
+async fn page(app: &TestApp, path: &str) -> (u16, String) {
+    let resp = app.client.get(app.url(path)).send().await.expect("get");
+    (resp.status().as_u16(), resp.text().await.expect("body"))
+}
+
+async fn post(app: &TestApp, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .form(form)
+        .send()
+        .await
+        .expect("post")
+}
+
+/// A logged-in app with a registered tiny teacher and a 6-image dataset.
+async fn setup() -> (TestApp, PathBuf) {
+    let app = TestApp::spawn().await;
+    app.login(&app.client).await;
+    let teacher = app.data_dir.path().join("teacher");
+    arenaxl::engine::presets::init_model_folder("tiny-sdxl", &teacher, 3).expect("teacher");
+    let (_, html) = page(&app, "/admin/models").await;
+    let csrf = csrf_of(&html);
+    let folder = teacher.to_string_lossy().to_string();
+    let resp = post(
+        &app,
+        "/admin/models",
+        &[
+            ("csrf", &csrf),
+            ("name", "tiny-teacher"),
+            ("folder", &folder),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let data = app.data_dir.path().join("data");
+    imagefolder(&data, 6);
+    (app, data)
+}
+
+fn start_form<'a>(csrf: &'a str, data: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("teacher", "tiny-teacher"),
+        ("student", "tiny-vega"),
+        ("plan", "vega"),
+        ("stage_teacher", "original"),
+        ("keep", "first"),
+        ("data", data),
+        ("steps", "6"),
+        ("batch_size", "2"),
+        ("grad_accum", "1"),
+        ("lr", "0.0001"),
+        ("weight_decay", "0"),
+        ("warmup", "0"),
+        ("max_grad_norm", "1"),
+        ("ema_decay", ""),
+        ("lambda_task", "1"),
+        ("lambda_out", "0.5"),
+        ("lambda_feat", "0.5"),
+        ("features", "layer"),
+        ("resolution", "64"),
+        ("held_out", "2"),
+        ("eval_every", "3"),
+        ("checkpoint_every", "3"),
+        ("dtype", "f32"),
+        ("seed", "0"),
+    ]
+}
+
+fn with<'a>(form: &[(&'a str, &'a str)], key: &'a str, value: &'a str) -> Vec<(&'a str, &'a str)> {
+    form.iter()
+        .map(|&(k, v)| if k == key { (k, value) } else { (k, v) })
+        .collect()
+}
+
+async fn run_worker(app: &TestApp, kinds: &[&str]) -> arenaxl::jobs::worker::WorkerStats {
+    let mut config = WorkerConfig::new("cpu");
+    config.exit_when_idle = true;
+    config.poll = Duration::from_millis(50);
+    let runners = runners_for(
+        &kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        &RunnerOptions {
+            models_dir: None,
+            memory_budget_bytes: 1 << 30,
+            data_dir: app.data_dir.path().to_path_buf(),
+        },
+    )
+    .expect("runners");
+    let worker = Worker::new(config, app.db.clone(), app.store.clone(), runners).expect("worker");
+    let thread = worker
+        .spawn(tokio::runtime::Handle::current())
+        .expect("thread");
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("join")
+        .expect("panic")
+        .0
+}
+
+#[tokio::test]
+async fn bad_distillation_requests_are_refused_with_the_reason_and_queue_nothing() {
+    let (app, data) = setup().await;
+    let (status, html) = page(&app, "/admin/distill").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("tiny-teacher") && html.contains("Start distillation"));
+    let csrf = csrf_of(&html);
+    let data = data.to_string_lossy().to_string();
+    let good = start_form(&csrf, &data);
+    let missing = app
+        .data_dir
+        .path()
+        .join("nope")
+        .to_string_lossy()
+        .to_string();
+    let bad_plan = r#"{"down": [null, [1]], "up": [[1, 1, 1], [1, 1, 1]], "mid": "resnet"}"#;
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            with(&good, "teacher", "no-such-model"),
+            "not a registered model",
+        ),
+        (with(&good, "student", "tiny-teacher"), "student"),
+        (with(&good, "student", ""), "student"),
+        (with(&good, "plan", "tiny-plan"), "neither a built-in plan"),
+        (with(&good, "plan", bad_plan), "plan"),
+        (with(&good, "plan", "{not json"), "inline JSON"),
+        (with(&good, "data", &missing), "metadata.jsonl"),
+        (with(&good, "held_out", "6"), "leaves none for training"),
+        (with(&good, "steps", "0"), "steps must be"),
+        (with(&good, "steps", "many"), "is not a valid number"),
+        (with(&good, "lr", "-1"), "lr must be"),
+        (with(&good, "lambda_out", "NaN"), "lambda_out must be"),
+        (
+            with(&good, "resolution", "60"),
+            "resolution must be a multiple of 8",
+        ),
+        (with(&good, "features", "blocks"), "features"),
+        (with(&good, "dtype", "f8"), "dtype"),
+    ];
+    for (form, expected) in cases {
+        let resp = post(&app, "/admin/distill", &form).await;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.expect("body");
+        assert_eq!(status, 422, "{form:?}: {body}");
+        assert!(
+            body.contains(expected),
+            "{form:?}: expected '{expected}' in the error: {body}"
+        );
+    }
+    let no_csrf = with(&good, "csrf", "forged");
+    assert_eq!(
+        post(&app, "/admin/distill", &no_csrf)
+            .await
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
+}
+
+#[tokio::test]
+async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_study() {
+    let (app, data) = setup().await;
+    let (_, html) = page(&app, "/admin/distill").await;
+    let csrf = csrf_of(&html);
+    let data = data.to_string_lossy().to_string();
+    let form = start_form(&csrf, &data);
+    let resp = post(&app, "/admin/distill", &form).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let location = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    // The same request twice (a double click) queues one job.
+    assert_eq!(
+        post(&app, "/admin/distill", &form).await.status().as_u16(),
+        303
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE kind = 'distill'")
+            .await,
+        1
+    );
+    let (_, queued) = page(&app, &location).await;
+    assert!(queued.contains("queued") && !queued.contains("Compare with teacher"));
+
+    let stats = run_worker(&app, &["distill"]).await;
+    assert_eq!(stats.succeeded, 1, "{stats:?}");
+
+    // The student is registered with where it came from, and loads in the engine.
+    let (folder, info): (String, serde_json::Value) =
+        sqlx::query_as("SELECT folder, info FROM models WHERE name = 'tiny-vega'")
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("student registered");
+    assert_eq!(info["distilled_from"], "tiny-teacher");
+    assert!(info["held_out"]["output_mse"].as_f64().is_some(), "{info}");
+    assert!(Path::new(&folder).join("unet/config.json").is_file());
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&folder).join("unet/config.json")).expect("config"),
+    )
+    .expect("json");
+    assert_eq!(
+        cfg["mid_block_type"], "UNetMidBlock2D",
+        "vega drops the mid attention"
+    );
+    // One point per step and one per evaluation (steps 3, 6 and the final one).
+    assert_eq!(
+        app.count("SELECT count(*) FROM distill_points WHERE kind = 'train'")
+            .await,
+        6
+    );
+    assert!(
+        app.count("SELECT count(*) FROM distill_points WHERE kind = 'eval'")
+            .await
+            >= 2
+    );
+
+    let (status, html) = page(&app, &location).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("succeeded"), "{html}");
+    assert!(html.contains("<svg") && html.contains("Training loss per step"));
+    assert!(html.contains("Held-out MSE against the teacher") && html.contains("polyline"));
+    assert!(html.contains("Compare with teacher"), "{html}");
+    assert!(
+        html.contains("tiny-vega-vs-tiny-teacher"),
+        "default slug: {html}"
+    );
+
+    // Comparison: bad input first (nothing created), then the real one.
+    let csrf = csrf_of(&html);
+    let compare = location.clone() + "/compare";
+    let base = vec![
+        ("csrf", csrf.as_str()),
+        ("title", "Vega student vs teacher"),
+        ("slug", "vega-vs-teacher"),
+        ("prompts_file", ""),
+        ("prompts_text", "a red apple\na blue car\na green tree"),
+        ("categories", ""),
+        ("max_prompts", "2"),
+        ("seeds", "1"),
+        ("steps", "2"),
+        ("guidance", "3"),
+        ("scheduler", ""),
+        ("width", "64"),
+        ("height", "64"),
+        ("dtype", "f32"),
+        ("batch", "1"),
+    ];
+    for (form, expected) in [
+        (with(&base, "prompts_text", ""), "prompts"),
+        (with(&base, "prompts_file", "/no/such/prompts.tsv"), "both"),
+        (with(&base, "slug", "Not A Slug!"), "slug"),
+        (with(&base, "width", "65"), "width must be"),
+        (
+            with(&base, "categories", "Animals"),
+            "none in the categories",
+        ),
+    ] {
+        let resp = post(&app, &compare, &form).await;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.expect("body");
+        assert_eq!(status, 422, "{form:?}: {body}");
+        assert!(body.contains(expected), "{form:?}: '{expected}' in {body}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM studies").await, 0);
+
+    let resp = post(&app, &compare, &base).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_eq!(resp.headers()["location"], "/admin/studies/vega-vs-teacher");
+    assert_eq!(
+        app.count("SELECT count(*) FROM prompts p JOIN studies s ON s.id = p.study_id WHERE s.slug = 'vega-vs-teacher'")
+            .await,
+        2,
+        "max_prompts samples 2 of 3"
+    );
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM studies WHERE slug = 'vega-vs-teacher'")
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("study");
+    assert_eq!(status, "open");
+    assert_eq!(
+        app.count("SELECT count(*) FROM jobs WHERE kind = 'generate'")
+            .await,
+        4,
+        "2 models x 2 prompts, one prompt per job"
+    );
+    // The same slug again is a conflict, not a second study.
+    let resp = post(&app, &compare, &base).await;
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(resp.text().await.expect("body").contains("already exists"));
+
+    let stats = run_worker(&app, &["generate"]).await;
+    assert_eq!(stats.succeeded, 4, "{stats:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM pairs pa JOIN studies s ON s.id = pa.study_id WHERE s.slug = 'vega-vs-teacher'")
+            .await,
+        2
+    );
+    // A participant gets a comparison of the two and votes.
+    let token = app.join("vega-vs-teacher", "p-distill").await;
+    let next = app.next(&token).await;
+    let assignment = next["assignment_id"].as_str().expect("an assignment");
+    let voted = app.vote(&token, assignment, "left").await;
+    assert!(voted.status().is_success(), "{}", voted.status());
+    assert_eq!(app.count("SELECT count(*) FROM votes").await, 1);
+}
+
+#[tokio::test]
+async fn comparing_needs_a_finished_distillation() {
+    let (app, data) = setup().await;
+    let (_, html) = page(&app, "/admin/distill").await;
+    let csrf = csrf_of(&html);
+    let data = data.to_string_lossy().to_string();
+    let resp = post(&app, "/admin/distill", &start_form(&csrf, &data)).await;
+    let location = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string();
+    let resp = post(
+        &app,
+        &(location + "/compare"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("title", "t"),
+            ("slug", "early"),
+            ("prompts_text", "a red apple"),
+            ("max_prompts", "0"),
+            ("seeds", "1"),
+            ("steps", "2"),
+            ("guidance", "3"),
+            ("width", "64"),
+            ("height", "64"),
+            ("dtype", "f32"),
+            ("batch", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(resp.text().await.expect("body").contains("not finished"));
+    assert_eq!(app.count("SELECT count(*) FROM studies").await, 0);
+}
