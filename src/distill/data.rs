@@ -13,7 +13,7 @@ use super::error::{DistillError, Result};
 use crate::engine::config::{read_json, VaeConfig};
 use crate::engine::text::TextEncoders;
 use crate::engine::vae::candle_config;
-use crate::engine::weights::{in_file, var_builder, weights_file};
+use crate::engine::weights::{in_file, weights_file};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -89,17 +89,85 @@ pub fn load_image(file: &Path, size: usize) -> Result<Tensor> {
     Ok(Tensor::from_vec(data, (size, size, 3), &Device::Cpu)?.permute((2, 0, 1))?)
 }
 
-/// The VAE encoder of a pipeline folder.
-pub fn load_vae(model: &Path, device: &Device) -> Result<(AutoEncoderKL, VaeConfig)> {
+/// The VAE encoder of a pipeline folder, as two networks whose `sample()` is exact: one
+/// gives the posterior mean, the other its log-variance. candle's `sample()` draws from the
+/// device's unseeded generator and keeps mean and variance private, so the same data would
+/// otherwise give different latents (and a different student) on every run; with both
+/// halves in hand the sample is drawn from our own seeded generator. The trick: the
+/// quant_conv output channels of the half not wanted are zeroed and given a bias of -200,
+/// so its standard deviation exp(-100) vanishes below f32 resolution.
+pub struct PosteriorEncoder {
+    mean: AutoEncoderKL,
+    logvar: Option<AutoEncoderKL>,
+    pub config: VaeConfig,
+}
+
+pub fn load_vae(model: &Path, device: &Device) -> Result<PosteriorEncoder> {
     let dir = model.join("vae");
     let cfg_file = dir.join("config.json");
     let config: VaeConfig = read_json(&cfg_file)?;
     let cc = candle_config(&config, &cfg_file)?;
     let wfile = weights_file(&dir)?;
     // The encoder runs in f32: it runs once per image and SDXL's VAE overflows in f16.
-    let vb = var_builder(&wfile, DType::F32, device)?;
-    let vae = AutoEncoderKL::new(vb, 3, 3, cc).map_err(in_file(&wfile))?;
-    Ok((vae, config))
+    let mut tensors = candle_core::safetensors::load(&wfile, device)
+        .map_err(in_file(&wfile))?
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?)))
+        .collect::<std::result::Result<std::collections::HashMap<_, _>, candle_core::Error>>()
+        .map_err(in_file(&wfile))?;
+    let build = |t: std::collections::HashMap<String, Tensor>| -> Result<AutoEncoderKL> {
+        let vb = candle_nn::VarBuilder::from_tensors(t, DType::F32, device);
+        Ok(AutoEncoderKL::new(vb, 3, 3, cc.clone()).map_err(in_file(&wfile))?)
+    };
+    let quant = (
+        tensors.get("quant_conv.weight").cloned(),
+        tensors.get("quant_conv.bias").cloned(),
+    );
+    let (Some(w), Some(b)) = quant else {
+        // No quant_conv: fall back to candle's own (unseeded) sample.
+        return Ok(PosteriorEncoder {
+            mean: build(tensors)?,
+            logvar: None,
+            config,
+        });
+    };
+    let c = w.dim(0)? / 2;
+    let silence =
+        |w: &Tensor, b: &Tensor, keep: &Tensor, keep_b: &Tensor| -> Result<(Tensor, Tensor)> {
+            let zeros = w.narrow(0, c, c)?.zeros_like()?;
+            let off = (b.narrow(0, c, c)?.zeros_like()? - 200.0)?;
+            Ok((
+                Tensor::cat(&[keep, &zeros], 0)?,
+                Tensor::cat(&[keep_b, &off], 0)?,
+            ))
+        };
+    let (wm, bm) = silence(&w, &b, &w.narrow(0, 0, c)?, &b.narrow(0, 0, c)?)?;
+    let (wl, bl) = silence(&w, &b, &w.narrow(0, c, c)?, &b.narrow(0, c, c)?)?;
+    let mut other = tensors.clone();
+    other.insert("quant_conv.weight".into(), wl);
+    other.insert("quant_conv.bias".into(), bl);
+    tensors.insert("quant_conv.weight".into(), wm);
+    tensors.insert("quant_conv.bias".into(), bm);
+    Ok(PosteriorEncoder {
+        mean: build(tensors)?,
+        logvar: Some(build(other)?),
+        config,
+    })
+}
+
+impl PosteriorEncoder {
+    /// One posterior sample of `x`, drawn from `rng` (diffusers clamps the log-variance to
+    /// [-30, 20] the same way).
+    pub fn sample(&self, x: &Tensor, rng: &mut rand::rngs::StdRng) -> Result<Tensor> {
+        let mean = self.mean.encode(x)?.sample()?;
+        let Some(lv) = &self.logvar else {
+            return Ok(mean);
+        };
+        let std = (lv.encode(x)?.sample()?.clamp(-30f32, 20f32)? * 0.5)?.exp()?;
+        let eps = crate::engine::noise::randn(rng, mean.shape(), &Device::Cpu)?
+            .to_device(mean.device())?;
+        Ok((mean + (std * eps)?)?)
+    }
 }
 
 /// Encodes every record (one at a time: memory stays flat) into a dataset.
@@ -110,13 +178,16 @@ pub fn encode(
     device: &Device,
     mut progress: impl FnMut(usize),
 ) -> Result<Dataset> {
-    let (vae, vcfg) = load_vae(model, device)?;
+    let vae = load_vae(model, device)?;
+    let vcfg = &vae.config;
     let text = TextEncoders::load(model, DType::F32, device)?;
     let (mut lat, mut emb, mut pool) = (Vec::new(), Vec::new(), Vec::new());
     for (i, r) in records.iter().enumerate() {
         let x = load_image(&r.file, size)?.unsqueeze(0)?.to_device(device)?;
-        // One posterior sample per image, drawn once: the cache fixes it for all runs.
-        let mut z = vae.encode(&x)?.sample()?;
+        // One posterior sample per image, drawn once from a generator seeded by the
+        // image's position: the same folder gives the same latents on every run.
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(i as u64);
+        let mut z = vae.sample(&x, &mut rng)?;
         if let Some(shift) = vcfg.shift_factor {
             z = (z - shift)?;
         }

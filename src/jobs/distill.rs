@@ -77,7 +77,7 @@ impl DistillPayload {
                 "student: must be a new name, not the teacher's".into(),
             ));
         }
-        if self.resolution < 8 || self.resolution % 8 != 0 || self.resolution > 4096 {
+        if self.resolution < 8 || !self.resolution.is_multiple_of(8) || self.resolution > 4096 {
             return Err(JobError::Invalid(format!(
                 "resolution must be a multiple of 8 from 8 to 4096 (got {})",
                 self.resolution
@@ -572,4 +572,101 @@ pub async fn compare_with_teacher(
     tx.commit().await?;
     let study = crate::db::studies::by_id(&db.pool, study.id).await?;
     Ok((study, jobs.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompts(n: usize) -> Vec<NewPrompt> {
+        (0..n)
+            .map(|i| NewPrompt {
+                text: format!("prompt {i}"),
+                category: Some(if i % 2 == 0 { "Animals" } else { "Vehicles" }.into()),
+                challenge: None,
+                external_id: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn choosing_prompts_samples_reproducibly_in_file_order() {
+        let a = choose_prompts(prompts(50), &[], 10, 0).expect("sample");
+        let b = choose_prompts(prompts(50), &[], 10, 0).expect("sample");
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 10);
+        let index = |p: &NewPrompt| p.text[7..].parse::<usize>().expect("index");
+        assert!(
+            a.windows(2).all(|w| index(&w[0]) < index(&w[1])),
+            "file order"
+        );
+        assert_ne!(
+            a,
+            choose_prompts(prompts(50), &[], 10, 1).expect("sample"),
+            "another seed, another sample"
+        );
+        assert_eq!(choose_prompts(prompts(5), &[], 0, 0).expect("all").len(), 5);
+        assert_eq!(
+            choose_prompts(prompts(5), &[], 99, 0).expect("all").len(),
+            5
+        );
+    }
+
+    #[test]
+    fn choosing_by_category_ignores_case_and_says_when_none_match() {
+        let v = choose_prompts(prompts(10), &["vehicles".into()], 0, 0).expect("some");
+        assert_eq!(v.len(), 5);
+        assert!(v.iter().all(|p| p.category.as_deref() == Some("Vehicles")));
+        let e = choose_prompts(prompts(10), &["Food".into()], 0, 0).expect_err("none");
+        assert!(e.to_string().contains("none in the categories Food"), "{e}");
+    }
+
+    #[test]
+    fn payloads_are_checked_field_by_field() {
+        let good: DistillPayload = serde_json::from_value(serde_json::json!({
+            "teacher": "sdxl",
+            "stages": {"stages": [{"plan": "ssd-1b"}, {"plan": "vega", "steps": 10}]},
+            "data": "laion",
+            "student": "vega-1",
+            "train": {"steps": 5, "adamw": {"lr": 1e-4}},
+        }))
+        .expect("defaults fill the rest");
+        good.validate().expect("valid");
+        assert_eq!(good.resolution, 1024);
+        assert_eq!(good.train.batch_size, 1);
+        assert_eq!(good.train.loss.lambda_out, 0.5);
+        for (change, expected) in [
+            (serde_json::json!({"student": "a#b"}), "student"),
+            (serde_json::json!({"student": "sdxl"}), "not the teacher"),
+            (serde_json::json!({"resolution": 100}), "resolution"),
+            (serde_json::json!({"dtype": "f8"}), "dtype"),
+            (serde_json::json!({"train": {"steps": 0}}), "steps must be"),
+            (
+                serde_json::json!({"train": {"adamw": {"beta2": 1.0}}}),
+                "beta2",
+            ),
+            (
+                serde_json::json!({"train": {"ema_decay": 1.5}}),
+                "ema_decay",
+            ),
+            (
+                serde_json::json!({"train": {"loss": {"lambda_task": 0, "lambda_out": 0, "lambda_feat": 0}}}),
+                "positive",
+            ),
+        ] {
+            let mut v = serde_json::to_value(&good).expect("json");
+            for (k, x) in change.as_object().expect("object") {
+                v[k] = x.clone();
+            }
+            let p: DistillPayload = serde_json::from_value(v).expect("parses");
+            let e = p.validate().expect_err("invalid");
+            assert!(e.to_string().contains(expected), "{change}: {e}");
+        }
+        let typo = serde_json::json!({
+            "teacher": "sdxl", "stages": {"stages": [{"plan": "vega"}]}, "data": "d",
+            "student": "s", "train": {"stepz": 5},
+        });
+        let e = serde_json::from_value::<DistillPayload>(typo).expect_err("unknown field");
+        assert!(e.to_string().contains("stepz"), "{e}");
+    }
 }

@@ -207,9 +207,11 @@ pub fn runners_for(
                 &opts.data_dir,
             ))),
             "noop" => out.push(Box::new(noop::NoopRunner)),
-            other => return Err(JobError::Invalid(format!(
+            other => {
+                return Err(JobError::Invalid(format!(
                 "no runner for job kind '{other}' in this build (known: generate, distill, noop)"
-            ))),
+            )))
+            }
         }
     }
     if out.is_empty() {

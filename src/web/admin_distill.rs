@@ -524,3 +524,27 @@ async fn compare(
     let view = distill_view_of(&state, &job, Some(fields), Some(error)).await?;
     job_page_with(&admin, &job, Some(view), StatusCode::UNPROCESSABLE_ENTITY)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_stages_and_json_from_one_field() {
+        let s = parse_stages("ssd-1b > vega", StageTeacher::Previous).expect("stages");
+        assert_eq!(s.stages.len(), 2);
+        assert_eq!(s.stages[1].plan, "vega");
+        assert_eq!(s.teacher, StageTeacher::Previous);
+        let json = r#"{"down": [null, [1, 1]], "up": [[1, 1, 1], null], "mid": "none"}"#;
+        let s = parse_stages(json, StageTeacher::Original).expect("json plan");
+        assert_eq!(s.stages.len(), 1, "commas inside JSON do not split it");
+        assert!(parse_stages("  ", StageTeacher::Original).is_err());
+    }
+
+    #[test]
+    fn default_study_slugs_are_valid_slugs() {
+        let slug = slugify("SDXL Vega (v2) vs SDXL-base 1.0");
+        assert_eq!(slug, "sdxl-vega-v2-vs-sdxl-base-1-0");
+        assert!(crate::study::Slug::try_from(slug).is_ok());
+    }
+}

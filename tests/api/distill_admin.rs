@@ -367,3 +367,150 @@ async fn comparing_needs_a_finished_distillation() {
     assert!(resp.text().await.expect("body").contains("not finished"));
     assert_eq!(app.count("SELECT count(*) FROM studies").await, 0);
 }
+
+/// Queues a distillation of `steps` steps through the library (as the form does).
+async fn queue(app: &TestApp, data: &Path, student: &str, steps: u64) -> uuid::Uuid {
+    use arenaxl::distill::run::{StageTeacher, Stages};
+    use arenaxl::jobs::distill::{enqueue_distillation, DistillPayload};
+    let mut train = arenaxl::distill::train::TrainConfig {
+        steps,
+        batch_size: 2,
+        seed: 5,
+        ..Default::default()
+    };
+    train.adamw.lr = 1e-4;
+    let payload = DistillPayload {
+        teacher: "tiny-teacher".into(),
+        stages: Stages::single("vega", StageTeacher::Original),
+        data: data.to_string_lossy().to_string(),
+        student: student.into(),
+        train,
+        resolution: 64,
+        held_out: 2,
+        keep: Default::default(),
+        dtype: Some("f32".into()),
+    };
+    let mut tx = app.db.pool.begin().await.expect("tx");
+    let (id, new) = enqueue_distillation(&mut tx, &app.db, &payload, None)
+        .await
+        .expect("enqueue");
+    tx.commit().await.expect("commit");
+    assert!(new);
+    id
+}
+
+fn student_weights(app: &TestApp, job: uuid::Uuid) -> std::collections::HashMap<String, Vec<f32>> {
+    let file = app.data_dir.path().join(format!(
+        "distilled/{job}/stage-0/model/unet/diffusion_pytorch_model.safetensors"
+    ));
+    candle_core::safetensors::load(&file, &candle_core::Device::Cpu)
+        .expect("student weights")
+        .into_iter()
+        .map(|(k, v)| {
+            let flat = v
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("f32");
+            (k, flat)
+        })
+        .collect()
+}
+
+/// A worker that shuts down mid-run saves a checkpoint and hands the job back; the next
+/// worker resumes from it and ends with exactly the weights of an uninterrupted run.
+#[tokio::test]
+async fn a_distillation_handed_back_mid_run_resumes_to_the_same_student() {
+    let (app, data) = setup().await;
+    let steps = 60;
+    let job = queue(&app, &data, "resumed", steps).await;
+
+    let mut config = WorkerConfig::new("cpu");
+    config.poll = Duration::from_millis(50);
+    let runners = runners_for(
+        &["distill".to_string()],
+        &RunnerOptions {
+            models_dir: None,
+            memory_budget_bytes: 1 << 30,
+            data_dir: app.data_dir.path().to_path_buf(),
+        },
+    )
+    .expect("runners");
+    let worker = Worker::new(config, app.db.clone(), app.store.clone(), runners).expect("worker");
+    let stop = worker.shutdown_flag();
+    let thread = worker
+        .spawn(tokio::runtime::Handle::current())
+        .expect("thread");
+    // Stop once training has recorded progress (the first flush is a second in).
+    let mut waited = 0;
+    while app
+        .count(&format!(
+            "SELECT count(*) FROM distill_points WHERE job_id = '{job}' AND kind = 'train'"
+        ))
+        .await
+        == 0
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+        assert!(waited < 2400, "no training progress within 2 minutes");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let stats = tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("join")
+        .expect("panic")
+        .0;
+    assert_eq!(stats.released, 1, "{stats:?}");
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("job");
+    assert_eq!(
+        (status.as_str(), attempts),
+        ("queued", 0),
+        "handed back uncounted"
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            app.data_dir
+                .path()
+                .join(format!("distilled/{job}/stage-0/checkpoint/state.json")),
+        )
+        .expect("a checkpoint was saved on the way out"),
+    )
+    .expect("state json");
+    let stopped_at = state["step"].as_u64().expect("step");
+    assert!(
+        stopped_at > 0 && stopped_at < steps,
+        "stopped at {stopped_at}"
+    );
+
+    let stats = run_worker(&app, &["distill"]).await;
+    assert_eq!(stats.succeeded, 1, "{stats:?}");
+    assert!(app
+        .data_dir
+        .path()
+        .join(format!("distilled/{job}/stage-0/model"))
+        .is_dir());
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM distill_points WHERE job_id = '{job}' AND kind = 'train'"
+        ))
+        .await,
+        steps as i64,
+        "every step once on the curve"
+    );
+
+    let straight = queue(&app, &data, "straight", steps).await;
+    let stats = run_worker(&app, &["distill"]).await;
+    assert_eq!(stats.succeeded, 1, "{stats:?}");
+    let (a, b) = (student_weights(&app, job), student_weights(&app, straight));
+    assert_eq!(a.len(), b.len());
+    for (k, v) in &a {
+        assert!(
+            v == &b[k],
+            "{k} differs between the resumed and the uninterrupted run"
+        );
+    }
+}
