@@ -207,3 +207,62 @@ fn stages_chain_students_and_reject_bad_data() {
         "{err}"
     );
 }
+
+/// The dataset cache is a function of the folder: encoding it twice gives the same latents
+/// (the VAE posterior is sampled from a seeded generator, not candle's unseeded one), and
+/// they are a sample, not the mean: close to it, but not equal.
+#[test]
+fn encoding_a_folder_twice_gives_the_same_latents() {
+    use arenaxl::distill::data::{cached, load_image, load_vae};
+    use candle_core::Device;
+    let tmp = tempfile::tempdir().unwrap();
+    let (teacher, data) = (tmp.path().join("t"), tmp.path().join("d"));
+    init_model_folder("tiny-sdxl", &teacher, 4).unwrap();
+    imagefolder(&data, 3);
+    let a = cached(
+        &teacher,
+        &data,
+        64,
+        &tmp.path().join("c1"),
+        &Device::Cpu,
+        |_| {},
+    )
+    .unwrap();
+    let b = cached(
+        &teacher,
+        &data,
+        64,
+        &tmp.path().join("c2"),
+        &Device::Cpu,
+        |_| {},
+    )
+    .unwrap();
+    let diff = |x: &candle_core::Tensor, y: &candle_core::Tensor| {
+        (x - y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(diff(&a.latents, &b.latents), 0.0);
+    assert_eq!(diff(&a.embeds, &b.embeds), 0.0);
+
+    let vae = load_vae(&teacher, &Device::Cpu).unwrap();
+    let x = load_image(&data.join("0.png"), 64)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let mut r1 = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+    let mut r2 = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(2);
+    let (s1, s2) = (
+        vae.sample(&x, &mut r1).unwrap(),
+        vae.sample(&x, &mut r2).unwrap(),
+    );
+    let spread = diff(&s1, &s2);
+    assert!(spread > 0.0, "different seeds draw different samples");
+    let mut r1 = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+    assert_eq!(diff(&s1, &vae.sample(&x, &mut r1).unwrap()), 0.0);
+}
