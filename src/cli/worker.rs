@@ -56,7 +56,8 @@ impl WorkerArgs {
         WorkerArgs {
             device: "cpu".into(),
             kinds: vec!["generate".into()],
-            models_dir: None,
+            // The same models directory the web server registers relative folders under.
+            models_dir: crate::jobs::models::models_dir_from_env(),
             memory_budget_gib: 16.0,
             lease_ms: 60_000,
             heartbeat_ms: 10_000,
