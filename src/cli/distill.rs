@@ -234,15 +234,7 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         indicatif::ProgressBar::new(stages.total_steps(&cfg))
     };
     // Steps before each stage, so that a resumed run's bar starts where it stopped.
-    let offsets: Vec<u64> = stages
-        .stages
-        .iter()
-        .scan(0, |acc, s| {
-            let before = *acc;
-            *acc += s.steps.unwrap_or(cfg.steps);
-            Some(before)
-        })
-        .collect();
+    let offsets = stages.offsets(&cfg);
     let mut observer = |e: Event<'_>| {
         if let Event::Step {
             stage, stages, log, ..

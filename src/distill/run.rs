@@ -114,6 +114,18 @@ impl Stages {
         Ok(out)
     }
 
+    /// Steps before each stage (where a stage's progress starts on a whole-run count).
+    pub fn offsets(&self, base: &TrainConfig) -> Vec<u64> {
+        self.stages
+            .iter()
+            .scan(0, |acc, s| {
+                let before = *acc;
+                *acc += s.steps.unwrap_or(base.steps);
+                Some(before)
+            })
+            .collect()
+    }
+
     /// Optimizer steps of all stages together.
     pub fn total_steps(&self, base: &TrainConfig) -> u64 {
         self.stages

@@ -235,6 +235,15 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
+    fn push<T: Serialize>(&mut self, stage: usize, kind: &str, step: u64, log: &T) {
+        self.points.push(Point {
+            stage: stage as i32,
+            kind: kind.into(),
+            step: step as i64,
+            data: serde_json::to_value(log).unwrap_or_default(),
+        });
+    }
+
     fn flush(&mut self, message: &str, done: u64) {
         let points = std::mem::take(&mut self.points);
         match self.ctx.block_on(dq::insert_points(
@@ -266,12 +275,7 @@ impl Recorder<'_> {
                 steps,
                 log,
             } => {
-                self.points.push(Point {
-                    stage: stage as i32,
-                    kind: "train".into(),
-                    step: log.step as i64,
-                    data: serde_json::to_value(log).unwrap_or_default(),
-                });
+                self.push(stage, "train", log.step, log);
                 if self.last.elapsed() >= Duration::from_secs(1) || log.step == steps {
                     let done = self.offsets.get(stage).copied().unwrap_or(0) + log.step;
                     let message = format!(
@@ -284,12 +288,7 @@ impl Recorder<'_> {
                 }
             }
             Event::Eval { stage, log } => {
-                self.points.push(Point {
-                    stage: stage as i32,
-                    kind: "eval".into(),
-                    step: log.step as i64,
-                    data: serde_json::to_value(log).unwrap_or_default(),
-                });
+                self.push(stage, "eval", log.step, log);
                 let done = self.offsets.get(stage).copied().unwrap_or(0) + log.step;
                 let message = format!(
                     "stage {}: held-out output MSE {:.5} at step {}",
@@ -358,16 +357,7 @@ impl JobRunner for DistillRunner {
         )
         .map_err(job_error)?;
         ctx.check()?;
-        let offsets: Vec<u64> = p
-            .stages
-            .stages
-            .iter()
-            .scan(0, |acc, s| {
-                let before = *acc;
-                *acc += s.steps.unwrap_or(p.train.steps);
-                Some(before)
-            })
-            .collect();
+        let offsets = p.stages.offsets(&p.train);
         let opts = RunOptions {
             keep: p.keep,
             held_out: p.held_out,
