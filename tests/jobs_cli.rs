@@ -1,5 +1,6 @@
-//! The generation CLI end to end against a fresh database: `jobs register-model`,
-//! `jobs generate`, `jobs list`, `worker --exit-when-idle`, `jobs cancel`/`retry` errors.
+//! The jobs CLI end to end against a fresh database: `jobs register-model`,
+//! `jobs generate`, `jobs list`, `worker --exit-when-idle`, `jobs cancel`/`retry` errors, and
+//! `jobs distill` → `worker --kinds distill` → `jobs compare`.
 
 mod common;
 
@@ -127,4 +128,157 @@ async fn register_queue_and_run_from_the_command_line() {
         "{}",
         text(&out)
     );
+}
+
+#[tokio::test]
+async fn distil_and_compare_from_the_command_line() {
+    let t = common::fresh_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let teacher = tmp.path().join("teacher");
+    arenaxl::engine::presets::init_model_folder("tiny-sdxl", &teacher, 5).expect("preset");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let mut meta = String::new();
+    for i in 0..4u32 {
+        image::RgbImage::from_fn(32, 32, |x, y| {
+            image::Rgb([(x * 8) as u8, (y * 8) as u8, (i * 60) as u8])
+        })
+        .save(data.join(format!("{i}.png")))
+        .expect("png");
+        meta.push_str(&format!(
+            "{{\"file_name\": \"{i}.png\", \"text\": \"sample {i}\"}}\n"
+        ));
+    }
+    std::fs::write(data.join("metadata.jsonl"), meta).expect("metadata");
+    let prompts = tmp.path().join("prompts.txt");
+    std::fs::write(&prompts, "a fox\na boat\na red house\n").expect("prompts");
+    let out = arenaxl(
+        &t.url,
+        tmp.path(),
+        &[
+            "jobs",
+            "register-model",
+            "--name",
+            "teacher",
+            "--folder",
+            &teacher.to_string_lossy(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let data = data.to_string_lossy().to_string();
+    let distill = |extra: &[&str]| {
+        let mut args = vec![
+            "jobs",
+            "distill",
+            "--teacher",
+            "teacher",
+            "--student",
+            "student",
+            "--plan",
+            "vega",
+            "--data",
+            &data,
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--resolution",
+            "32",
+            "--dtype",
+            "f32",
+        ];
+        args.extend_from_slice(extra);
+        arenaxl(&t.url, tmp.path(), &args)
+    };
+    let out = distill(&["--lr", "2", "--held-out", "1"]);
+    assert!(
+        !out.status.success() && text(&out).contains("lr must be"),
+        "{}",
+        text(&out)
+    );
+    let out = distill(&["--held-out", "4"]);
+    assert!(
+        !out.status.success() && text(&out).contains("leaves none"),
+        "{}",
+        text(&out)
+    );
+    let out = distill(&["--held-out", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let job = text(&out)
+        .split_whitespace()
+        .nth(2)
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .expect("the job id is printed");
+
+    let compare = [
+        "jobs",
+        "compare",
+        "--slug",
+        "student-vs-teacher",
+        "--title",
+        "Student vs teacher",
+        "--max-prompts",
+        "2",
+        "--steps",
+        "2",
+        "--width",
+        "32",
+        "--height",
+        "32",
+        "--dtype",
+        "f32",
+        "--batch",
+        "1",
+    ];
+    let mut early = compare.to_vec();
+    let job_s = job.to_string();
+    let prompts_s = prompts.to_string_lossy().to_string();
+    early.extend(["--job", &job_s, "--prompts", &prompts_s]);
+    let out = arenaxl(&t.url, tmp.path(), &early);
+    assert!(
+        !out.status.success() && text(&out).contains("not finished"),
+        "{}",
+        text(&out)
+    );
+
+    let out = arenaxl(
+        &t.url,
+        tmp.path(),
+        &[
+            "worker",
+            "--kinds",
+            "distill",
+            "--exit-when-idle",
+            "--poll-ms",
+            "50",
+        ],
+    );
+    assert!(
+        out.status.success() && text(&out).contains("1 succeeded"),
+        "{}",
+        text(&out)
+    );
+    let out = arenaxl(&t.url, tmp.path(), &early);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("study student-vs-teacher is open: 2 prompts, 4 generation jobs"),
+        "{}",
+        text(&out)
+    );
+    let out = arenaxl(
+        &t.url,
+        tmp.path(),
+        &["worker", "--exit-when-idle", "--poll-ms", "50"],
+    );
+    assert!(
+        out.status.success() && text(&out).contains("4 succeeded"),
+        "{}",
+        text(&out)
+    );
+    let pairs: i64 = sqlx::query_scalar("SELECT count(*) FROM pairs")
+        .fetch_one(&t.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(pairs, 2);
 }

@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// The teacher: a diffusers SDXL pipeline folder.
     #[arg(long)]
     pub teacher: PathBuf,
-    /// A built-in plan (ssd-1b, vega) or a plan JSON file.
+    /// A built-in plan (ssd-1b, vega), a plan JSON file, or a plan's JSON text.
     #[arg(long, conflicts_with = "stages", required_unless_present = "stages")]
     pub plan: Option<String>,
     /// Stages JSON: {"teacher": "original"|"previous", "stages": [{"plan": ..., "steps": N}]}.
@@ -35,6 +35,22 @@ pub struct TrainArgs {
     /// Output folder: cache/, stage-K/{train.jsonl,checkpoint/,model/}.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+    /// cpu, cuda, cuda:N, metal.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Continue from the checkpoints in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The hyper-parameters of a run, shared by `distill train` and `jobs distill`.
+#[derive(Debug, Args, Clone)]
+pub struct HyperArgs {
     #[arg(long, default_value_t = 1000)]
     pub steps: u64,
     #[arg(long, default_value_t = 1)]
@@ -83,18 +99,57 @@ pub struct TrainArgs {
     /// For --plan runs with several stages: the teacher of later stages.
     #[arg(long, value_enum, default_value_t = crate::distill::run::StageTeacher::Original)]
     pub stage_teacher: crate::distill::run::StageTeacher,
-    /// cpu, cuda, cuda:N, metal.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Training dtype; default bf16 on a GPU, f32 on the CPU.
     #[arg(long)]
     pub dtype: Option<String>,
-    /// Continue from the checkpoints in --out.
-    #[arg(long)]
-    pub resume: bool,
-    /// No progress bar.
-    #[arg(long)]
-    pub quiet: bool,
+}
+
+impl HyperArgs {
+    /// The checked training configuration.
+    pub fn train_config(&self) -> anyhow::Result<crate::distill::train::TrainConfig> {
+        use crate::distill::loss::LossConfig;
+        use crate::distill::optim::AdamWConfig;
+        let cfg = crate::distill::train::TrainConfig {
+            steps: self.steps,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            adamw: AdamWConfig {
+                lr: self.lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: 1e-8,
+                weight_decay: self.weight_decay,
+            },
+            warmup_steps: self.warmup,
+            max_grad_norm: self.max_grad_norm,
+            ema_decay: self.ema_decay,
+            loss: LossConfig {
+                lambda_task: self.lambda_task,
+                lambda_out: self.lambda_out,
+                lambda_feat: self.lambda_feat,
+                level: self.features,
+            },
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+            eval_every: self.eval_every,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// `--plan P` or `--stages FILE` as stages.
+    pub fn stages(
+        &self,
+        plan: Option<&str>,
+        stages: Option<&Path>,
+    ) -> anyhow::Result<crate::distill::run::Stages> {
+        use crate::distill::run::Stages;
+        Ok(match (plan, stages) {
+            (Some(p), _) => Stages::single(p, self.stage_teacher),
+            (None, Some(f)) => Stages::load(f)?,
+            (None, None) => anyhow::bail!("give --plan or --stages"),
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -166,46 +221,16 @@ pub fn run(cmd: DistillCommand) -> anyhow::Result<()> {
 }
 
 fn train(a: TrainArgs) -> anyhow::Result<()> {
-    use crate::distill::loss::LossConfig;
-    use crate::distill::optim::AdamWConfig;
-    use crate::distill::run::{Control, Event, RunOptions, Stages};
-    use crate::distill::train::TrainConfig;
+    use crate::distill::run::{Control, Event, RunOptions};
     let device = crate::engine::device::parse_device(&a.device)?;
-    let dtype = match &a.dtype {
+    let h = &a.hyper;
+    let dtype = match &h.dtype {
         Some(d) => crate::engine::device::parse_dtype(d)?,
         None if device.is_cpu() => candle_core::DType::F32,
         None => candle_core::DType::BF16,
     };
-    let stages = match (&a.plan, &a.stages) {
-        (Some(p), _) => Stages::single(p, a.stage_teacher),
-        (None, Some(f)) => Stages::load(f)?,
-        (None, None) => anyhow::bail!("give --plan or --stages"),
-    };
-    let cfg = TrainConfig {
-        steps: a.steps,
-        batch_size: a.batch_size,
-        grad_accum: a.grad_accum,
-        adamw: AdamWConfig {
-            lr: a.lr,
-            beta1: a.beta1,
-            beta2: a.beta2,
-            eps: 1e-8,
-            weight_decay: a.weight_decay,
-        },
-        warmup_steps: a.warmup,
-        max_grad_norm: a.max_grad_norm,
-        ema_decay: a.ema_decay,
-        loss: LossConfig {
-            lambda_task: a.lambda_task,
-            lambda_out: a.lambda_out,
-            lambda_feat: a.lambda_feat,
-            level: a.features,
-        },
-        seed: a.seed,
-        checkpoint_every: a.checkpoint_every,
-        eval_every: a.eval_every,
-    };
-    cfg.validate()?;
+    let stages = h.stages(a.plan.as_deref(), a.stages.as_deref())?;
+    let cfg = h.train_config()?;
     let records = crate::distill::data::read_imagefolder(&a.data)?;
     let bar = if a.quiet {
         indicatif::ProgressBar::hidden()
@@ -215,15 +240,15 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
     let data = crate::distill::data::cached(
         &a.teacher,
         &a.data,
-        a.resolution,
+        h.resolution,
         &a.out.join("cache"),
         &device,
         |i| bar.set_position(i as u64),
     )?;
     bar.finish_and_clear();
     let opts = RunOptions {
-        keep: a.keep,
-        held_out: a.held_out,
+        keep: h.keep,
+        held_out: h.held_out,
         resume: a.resume,
         device,
         dtype,

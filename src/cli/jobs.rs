@@ -1,5 +1,6 @@
-//! `arenaxl jobs …`: the admin pages' generation actions from the command line (register a
-//! model, queue a study's generation, list, cancel and retry jobs), for scripted setups.
+//! `arenaxl jobs …`: the admin pages' job actions from the command line (register a model,
+//! queue a study's generation, queue a distillation and compare its student with the
+//! teacher, list, cancel and retry jobs), for scripted setups.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,10 @@ pub enum JobsCommand {
     RegisterModel(RegisterArgs),
     /// Queue the generation of a study's images: models × prompts × seeds.
     Generate(GenerateArgs),
+    /// Queue a distillation of a registered teacher (a worker with --kinds distill runs it).
+    Distill(Box<DistillJobArgs>),
+    /// Create an open study of a finished distillation's student against its teacher.
+    Compare(CompareArgs),
     /// The most recent jobs.
     List(ListArgs),
     /// Cancel a queued or running job.
@@ -74,6 +79,71 @@ pub struct GenerateArgs {
     pub priority: i32,
     #[arg(long, default_value_t = 3)]
     pub max_attempts: i32,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DistillJobArgs {
+    /// Registered model name of the teacher.
+    #[arg(long)]
+    pub teacher: String,
+    /// Name to register the student under.
+    #[arg(long)]
+    pub student: String,
+    /// A built-in plan (ssd-1b, vega) or a plan's JSON text.
+    #[arg(long, conflicts_with = "stages", required_unless_present = "stages")]
+    pub plan: Option<String>,
+    /// Stages JSON file (its plans: built-in names or JSON text).
+    #[arg(long)]
+    pub stages: Option<PathBuf>,
+    /// Hugging Face imagefolder on the workers' machines (relative: under --models-dir).
+    #[arg(long)]
+    pub data: String,
+    #[command(flatten)]
+    pub hyper: super::distill::HyperArgs,
+    #[arg(long, env = "ARENAXL_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The finished distill job.
+    #[arg(long)]
+    pub job: Uuid,
+    #[arg(long)]
+    pub slug: String,
+    #[arg(long)]
+    pub title: String,
+    /// Prompts file: PartiPrompts TSV, CSV or text.
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// Only prompts of these categories (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub categories: Vec<String>,
+    /// At most this many prompts, a seeded sample (0: all).
+    #[arg(long, default_value_t = 200)]
+    pub max_prompts: usize,
+    /// Seeds per prompt (seeds 0..n).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: i64,
+    #[arg(long, default_value_t = 30)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 5.0)]
+    pub guidance: f64,
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    #[arg(long, default_value_t = 1024)]
+    pub width: usize,
+    #[arg(long, default_value_t = 1024)]
+    pub height: usize,
+    #[arg(long, default_value = "f16")]
+    pub dtype: String,
+    /// Prompts per job.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -144,6 +214,67 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
             }
             tx.commit().await?;
             println!("{} jobs ({new} new) for study {}", ids.len(), a.study);
+        }
+        JobsCommand::Distill(a) => {
+            use crate::jobs::distill::{enqueue_distillation, DistillPayload};
+            let h = &a.hyper;
+            let payload = DistillPayload {
+                teacher: a.teacher.clone(),
+                stages: h.stages(a.plan.as_deref(), a.stages.as_deref())?,
+                data: a.data.clone(),
+                student: a.student.clone(),
+                train: h.train_config()?,
+                resolution: h.resolution,
+                held_out: h.held_out,
+                keep: h.keep,
+                dtype: h.dtype.clone(),
+            };
+            let database = open_database(&a.db).await?;
+            let mut tx = database.db.pool.begin().await?;
+            let (id, new) =
+                enqueue_distillation(&mut tx, &database.db, &payload, a.models_dir.as_deref())
+                    .await?;
+            tx.commit().await?;
+            println!(
+                "distill job {id}{} ({} steps)",
+                if new { "" } else { " (already queued)" },
+                payload.stages.total_steps(&payload.train)
+            );
+        }
+        JobsCommand::Compare(a) => {
+            use crate::jobs::distill::{choose_prompts, compare_with_teacher, CompareRequest};
+            use crate::study::prompts::{parse_prompts, PromptFormat};
+            let text = std::fs::read_to_string(&a.prompts)
+                .with_context(|| format!("reading {}", a.prompts.display()))?;
+            let name = a.prompts.to_string_lossy();
+            let prompts = parse_prompts(&name, &text, PromptFormat::detect(&name, &text))?;
+            let req = CompareRequest {
+                study: crate::study::StudySettings::try_from(crate::study::StudyForm {
+                    slug: a.slug.clone(),
+                    title: a.title.clone(),
+                    allow_tie: true,
+                    allow_both_bad: true,
+                    ..Default::default()
+                })?,
+                prompts: choose_prompts(prompts, &a.categories, a.max_prompts, 0)?,
+                seeds: a.seeds,
+                sampling: Sampling {
+                    steps: a.steps,
+                    guidance: a.guidance,
+                    scheduler: a.scheduler.clone(),
+                    width: a.width,
+                    height: a.height,
+                    dtype: a.dtype.clone(),
+                },
+                batch: a.batch,
+            };
+            let database = open_database(&a.db).await?;
+            let (study, jobs) = compare_with_teacher(&database.db, a.job, &req).await?;
+            println!(
+                "study {} is open: {} prompts, {jobs} generation jobs queued",
+                study.slug,
+                req.prompts.len()
+            );
         }
         JobsCommand::List(a) => {
             let database = open_database(&a.db).await?;

@@ -237,9 +237,7 @@ pub fn run(
                 o.dtype,
             )?;
             let stage_of = (k, stages.stages.len());
-            last = train_stage(
-                &mut t, &train, &held, &dir, o, stage_of, observer,
-            )?;
+            last = train_stage(&mut t, &train, &held, &dir, o, stage_of, observer)?;
             write_pipeline_shell(&init, &student, &model)?;
             let file = model.join("unet/diffusion_pytorch_model.safetensors");
             candle_core::safetensors::save(&t.export_weights()?, &file).map_err(|e| {
