@@ -55,6 +55,7 @@ async fn generation_pages_require_login() {
         "/admin/jobs".to_string(),
         format!("/admin/jobs/{job}"),
         "/admin/workers".to_string(),
+        "/admin/distill".to_string(),
         "/admin/studies/s1/generate".to_string(),
         "/admin/studies/s1/gallery".to_string(),
         format!("/admin/images/{job}"),
@@ -67,6 +68,8 @@ async fn generation_pages_require_login() {
         "/admin/studies/s1/generate".to_string(),
         "/admin/models".to_string(),
         format!("/admin/jobs/{job}/cancel"),
+        "/admin/distill".to_string(),
+        format!("/admin/jobs/{job}/compare"),
     ] {
         let resp = app
             .client
