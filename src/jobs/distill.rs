@@ -268,6 +268,11 @@ impl Recorder<'_> {
     }
 
     fn on(&mut self, e: Event<'_>) -> Control {
+        // The heartbeat task raises the flag when the lease is lost or the job cancelled;
+        // reading it is free, so every step looks (the database only once a second).
+        if let Err(JobError::Stopped(s)) = self.ctx.check() {
+            self.stop.get_or_insert(s);
+        }
         match e {
             Event::Step {
                 stage,
@@ -276,7 +281,9 @@ impl Recorder<'_> {
                 log,
             } => {
                 self.push(stage, "train", log.step, log);
-                if self.last.elapsed() >= Duration::from_secs(1) || log.step == steps {
+                // Stopping to be resumed (or cancelled): store what the checkpoint covers.
+                let stopping = self.stop.is_some_and(|s| s != Stop::LeaseLost);
+                if stopping || self.last.elapsed() >= Duration::from_secs(1) || log.step == steps {
                     let done = self.offsets.get(stage).copied().unwrap_or(0) + log.step;
                     let message = format!(
                         "stage {}/{stages}: step {}/{steps}, loss {:.4}",
@@ -347,13 +354,24 @@ impl JobRunner for DistillRunner {
             p.stages.stages.len(),
             out.display()
         ));
+        let mut reported = Instant::now();
         let data = crate::distill::data::cached(
             &teacher_dir,
             &data_dir,
             p.resolution,
             &out.join("cache"),
             &ctx.device,
-            |_| {},
+            |i| {
+                if reported.elapsed() >= Duration::from_secs(1) {
+                    reported = Instant::now();
+                    // A stop request raises the context's flag; it is acted on after encoding.
+                    let _ = ctx.progress(
+                        0,
+                        total as usize,
+                        &format!("encoding the dataset: {i} images"),
+                    );
+                }
+            },
         )
         .map_err(job_error)?;
         ctx.check()?;
@@ -384,15 +402,13 @@ impl JobRunner for DistillRunner {
             &opts,
             &mut |e| rec.on(e),
         );
-        let stopped = rec.stop;
-        if stopped.is_none() && !rec.points.is_empty() {
+        if rec.stop.is_none() && !rec.points.is_empty() {
             rec.flush("training finished", total);
         }
-        let stopped = stopped.or(rec.stop);
         let (model, eval) = match result {
             Ok(done) => done,
             Err(DistillError::Stopped { .. }) => {
-                return Err(JobError::Stopped(stopped.unwrap_or(Stop::Shutdown)))
+                return Err(JobError::Stopped(rec.stop.unwrap_or(Stop::Shutdown)))
             }
             Err(e) => return Err(job_error(e)),
         };
