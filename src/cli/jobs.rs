@@ -59,6 +59,19 @@ pub struct GenerateArgs {
     /// Seeds per prompt (seeds 0..n).
     #[arg(long, default_value_t = 2)]
     pub seeds: i64,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[arg(long, default_value_t = 0)]
+    pub priority: i32,
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: i32,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// How images are generated, shared by `jobs generate` and `jobs compare`.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
     #[arg(long, default_value_t = 30)]
     pub steps: usize,
     #[arg(long, default_value_t = 5.0)]
@@ -75,12 +88,19 @@ pub struct GenerateArgs {
     /// Prompts per job.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
-    #[arg(long, default_value_t = 0)]
-    pub priority: i32,
-    #[arg(long, default_value_t = 3)]
-    pub max_attempts: i32,
-    #[command(flatten)]
-    pub db: DbArgs,
+}
+
+impl SamplingArgs {
+    fn sampling(&self) -> Sampling {
+        Sampling {
+            steps: self.steps,
+            guidance: self.guidance,
+            scheduler: self.scheduler.clone(),
+            width: self.width,
+            height: self.height,
+            dtype: self.dtype.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -129,21 +149,8 @@ pub struct CompareArgs {
     /// Seeds per prompt (seeds 0..n).
     #[arg(long, default_value_t = 1)]
     pub seeds: i64,
-    #[arg(long, default_value_t = 30)]
-    pub steps: usize,
-    #[arg(long, default_value_t = 5.0)]
-    pub guidance: f64,
-    #[arg(long)]
-    pub scheduler: Option<String>,
-    #[arg(long, default_value_t = 1024)]
-    pub width: usize,
-    #[arg(long, default_value_t = 1024)]
-    pub height: usize,
-    #[arg(long, default_value = "f16")]
-    pub dtype: String,
-    /// Prompts per job.
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -191,15 +198,8 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
                     models: a.models.clone(),
                     prompt_ids,
                     seeds: (0..a.seeds).collect(),
-                    sampling: Sampling {
-                        steps: a.steps,
-                        guidance: a.guidance,
-                        scheduler: a.scheduler.clone(),
-                        width: a.width,
-                        height: a.height,
-                        dtype: a.dtype.clone(),
-                    },
-                    batch: a.batch,
+                    sampling: a.sampling.sampling(),
+                    batch: a.sampling.batch,
                     priority: a.priority,
                     max_attempts: a.max_attempts,
                 },
@@ -258,15 +258,8 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
                 })?,
                 prompts: choose_prompts(prompts, &a.categories, a.max_prompts, 0)?,
                 seeds: a.seeds,
-                sampling: Sampling {
-                    steps: a.steps,
-                    guidance: a.guidance,
-                    scheduler: a.scheduler.clone(),
-                    width: a.width,
-                    height: a.height,
-                    dtype: a.dtype.clone(),
-                },
-                batch: a.batch,
+                sampling: a.sampling.sampling(),
+                batch: a.sampling.batch,
             };
             let database = open_database(&a.db).await?;
             let (study, jobs) = compare_with_teacher(&database.db, a.job, &req).await?;
