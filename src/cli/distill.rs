@@ -243,7 +243,10 @@ fn train(a: TrainArgs) -> anyhow::Result<()> {
         h.resolution,
         &a.out.join("cache"),
         &device,
-        |i| bar.set_position(i as u64),
+        |i| {
+            bar.set_position(i as u64);
+            true
+        },
     )?;
     bar.finish_and_clear();
     let opts = RunOptions {

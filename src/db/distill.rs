@@ -4,6 +4,7 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::generation::ModelRow;
 use crate::jobs::{JobError, Lease};
 
 /// One point of a curve: stage, step and what was measured.
@@ -71,16 +72,59 @@ pub async fn points(pool: &PgPool, job_id: Uuid) -> Result<Vec<Point>, JobError>
         .collect())
 }
 
-/// Adds keys to a registered model's info (where a distilled student came from).
-pub async fn annotate_model(
+/// Registers a distilled student under `name`, only while the lease is ours and only if
+/// the name is free or already this job's (a retried job re-registers its own student; a
+/// model someone else registered meanwhile is never replaced). Ok(None): the name is taken.
+pub async fn register_student(
+    pool: &PgPool,
+    lease: &Lease,
+    name: &str,
+    folder: &str,
+    weights_hash: &str,
+    info: &serde_json::Value,
+) -> Result<Option<ModelRow>, JobError> {
+    let mut tx = pool.begin().await?;
+    if !super::jobs::lock_if_held(&mut tx, lease).await? {
+        return Err(JobError::Stopped(crate::jobs::Stop::LeaseLost));
+    }
+    let row: Option<ModelRow> = sqlx::query_as(
+        "INSERT INTO models (id, name, folder, weights_hash, info, registered_at) \
+         VALUES ($1, $2, $3, $4, $5, now()) \
+         ON CONFLICT (name) DO UPDATE SET folder = EXCLUDED.folder, \
+           weights_hash = EXCLUDED.weights_hash, info = EXCLUDED.info, registered_at = now() \
+         WHERE models.info->>'distill_job' = $6 \
+         RETURNING id, name, folder, weights_hash, info",
+    )
+    .bind(Uuid::new_v4())
+    .bind(name)
+    .bind(folder)
+    .bind(weights_hash)
+    .bind(info)
+    .bind(lease.job_id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// A queued or running distillation (other than the one with `key`) that will register a
+/// student under `name`.
+pub async fn pending_student(
     pool: &PgPool,
     name: &str,
-    extra: &serde_json::Value,
-) -> Result<(), JobError> {
-    sqlx::query("UPDATE models SET info = COALESCE(info, '{}'::jsonb) || $2 WHERE name = $1")
-        .bind(name)
-        .bind(extra)
-        .execute(pool)
-        .await?;
-    Ok(())
+    key: &str,
+) -> Result<Option<Uuid>, JobError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE kind = 'distill' AND status IN ('queued', 'running') \
+         AND payload->>'student' = $1 AND idempotency_key IS DISTINCT FROM $2 LIMIT 1",
+    )
+    .bind(name)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The most recent distillation jobs.
+pub async fn recent_jobs(pool: &PgPool, limit: i64) -> Result<Vec<crate::jobs::Job>, JobError> {
+    super::jobs::recent_of_kind(pool, crate::jobs::distill::KIND, limit).await
 }

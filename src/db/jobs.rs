@@ -327,6 +327,18 @@ pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<Job>, JobError> {
     rows.into_iter().map(Job::try_from).collect()
 }
 
+/// The most recent jobs of one kind.
+pub async fn recent_of_kind(pool: &PgPool, kind: &str, limit: i64) -> Result<Vec<Job>, JobError> {
+    let rows: Vec<JobRow> = sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 ORDER BY created_at DESC, id LIMIT $2"
+    ))
+    .bind(kind)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(Job::try_from).collect()
+}
+
 /// Job counts by status.
 pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>, JobError> {
     Ok(

@@ -170,13 +170,14 @@ impl PosteriorEncoder {
     }
 }
 
-/// Encodes every record (one at a time: memory stays flat) into a dataset.
+/// Encodes every record (one at a time: memory stays flat) into a dataset. `progress` gets
+/// the number encoded so far and answers whether to go on (false: `Stopped`).
 pub fn encode(
     model: &Path,
     records: &[Record],
     size: usize,
     device: &Device,
-    mut progress: impl FnMut(usize),
+    mut progress: impl FnMut(usize) -> bool,
 ) -> Result<Dataset> {
     let vae = load_vae(model, device)?;
     let vcfg = &vae.config;
@@ -195,7 +196,9 @@ pub fn encode(
         let e = text.encode(std::slice::from_ref(&r.text), None, device)?;
         emb.push(e.embeds.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
         pool.push(e.pooled.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
-        progress(i + 1);
+        if !progress(i + 1) {
+            return Err(DistillError::Stopped { step: 0 });
+        }
     }
     let n = records.len();
     let s = size as f32;
@@ -217,7 +220,7 @@ pub fn cached(
     size: usize,
     cache_dir: &Path,
     device: &Device,
-    progress: impl FnMut(usize),
+    progress: impl FnMut(usize) -> bool,
 ) -> Result<Dataset> {
     let file = cache_dir.join(format!("latents-{size}.safetensors"));
     if file.is_file() {

@@ -73,10 +73,7 @@ impl Dataset {
             .zip([&self.latents, &self.embeds, &self.pooled, &self.time_ids])
             .map(|(k, t)| (k.to_string(), t.clone()))
             .collect();
-        candle_core::safetensors::save(&map, file).map_err(|e| DistillError::Data {
-            file: file.to_path_buf(),
-            message: e.to_string(),
-        })
+        super::save_atomic(&map, file)
     }
 
     pub fn load(file: &Path) -> Result<Dataset> {

@@ -18,6 +18,9 @@ use crate::engine::config::{read_json, UNetConfig};
 use crate::engine::nn::Kernels;
 use crate::engine::unet::UNet2DConditionModel;
 
+/// The most optimizer steps a stage (or a whole run) may take.
+pub const MAX_STEPS: u64 = 10_000_000;
+
 /// Which teacher later stages learn from.
 #[derive(
     Debug,
@@ -97,21 +100,43 @@ impl Stages {
         let mut cfg = teacher.clone();
         let mut out = Vec::new();
         for (k, stage) in self.stages.iter().enumerate() {
-            if stage.steps == Some(0) {
-                return Err(DistillError::Training(format!(
-                    "stage {}: steps must be at least 1",
-                    k + 1
-                )));
+            if let Some(n) = stage.steps {
+                if n == 0 || n > MAX_STEPS {
+                    return Err(DistillError::Training(format!(
+                        "stage {}: steps must be 1-{MAX_STEPS} (got {n})",
+                        k + 1
+                    )));
+                }
             }
             let (label, plan) = Plan::from_arg(&stage.plan)?;
             let student = plan.student(&label, &cfg, teacher_file, keep)?;
             cfg = student.config.clone();
             out.push(student);
         }
-        if out.is_empty() {
-            return Err(DistillError::Training("no stages".into()));
+        if out.is_empty() || out.len() > 100 {
+            return Err(DistillError::Training(format!(
+                "a run has 1-100 stages (got {})",
+                out.len()
+            )));
         }
         Ok(out)
+    }
+
+    /// Replaces plans read from files by their JSON text, so that a queued job carries
+    /// its plans itself: a worker on another machine, or a resume after the file changed,
+    /// trains exactly what was checked.
+    pub fn inline_plans(&mut self) -> Result<()> {
+        for stage in &mut self.stages {
+            if Plan::builtin(&stage.plan).is_some() || stage.plan.trim_start().starts_with('{') {
+                continue;
+            }
+            let (_, plan) = Plan::from_arg(&stage.plan)?;
+            stage.plan = serde_json::to_string(&plan).map_err(|e| DistillError::Plan {
+                plan: stage.plan.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
     }
 
     /// Steps before each stage (where a stage's progress starts on a whole-run count).
@@ -240,12 +265,10 @@ pub fn run(
             last = train_stage(&mut t, &train, &held, &dir, o, stage_of, observer)?;
             write_pipeline_shell(&init, &student, &model)?;
             let file = model.join("unet/diffusion_pytorch_model.safetensors");
-            candle_core::safetensors::save(&t.export_weights()?, &file).map_err(|e| {
-                DistillError::Weights {
-                    file: file.clone(),
-                    message: e.to_string(),
-                }
-            })?;
+            super::save_atomic(&t.export_weights()?, &file)?;
+        } else {
+            // A stage finished by an earlier attempt: its final evaluation is in its log.
+            last = final_eval(&dir.join("train.jsonl"));
         }
         map_to_teacher = Some(match map_to_teacher {
             Some(prev) => student.map.through(&prev),
@@ -315,6 +338,18 @@ fn train_stage(
     // The run is over; an observer's stop request changes nothing now.
     let _ = observer(Event::Eval { stage, log: &e });
     Ok(Some(e))
+}
+
+/// The `{"eval": …, "final": true}` line of a finished stage's log.
+fn final_eval(log: &Path) -> Option<EvalLog> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        if v["final"].as_bool() != Some(true) {
+            return None;
+        }
+        serde_json::from_value(v["eval"].clone()).ok()
+    })
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {

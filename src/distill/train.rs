@@ -48,7 +48,7 @@ impl TrainConfig {
                 "{field} must be {rule} (got {got})"
             )))
         };
-        if self.steps == 0 || self.steps > 10_000_000 {
+        if self.steps == 0 || self.steps > super::run::MAX_STEPS {
             return bad("steps", "1-10000000", self.steps.to_string());
         }
         if self.batch_size == 0 || self.batch_size > 4096 {
@@ -136,7 +136,7 @@ pub struct StepLog {
 }
 
 /// Student-vs-teacher agreement on held-out samples.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct EvalLog {
     pub step: u64,
     pub output_mse: f32,

@@ -30,7 +30,7 @@ use crate::study::prompts::NewPrompt;
 use crate::study::{Study, StudySettings, StudyStatus};
 
 use super::generate::{enqueue_generation, GenerationRequest, Sampling};
-use super::models::{model_folder, register};
+use super::models::{inspect_folder, model_folder};
 use super::{Job, JobContext, JobError, JobRunner, JobStatus, NewJob, Stop};
 
 pub const KIND: &str = "distill";
@@ -139,6 +139,12 @@ pub async fn enqueue_distillation(
     models_dir: Option<&Path>,
 ) -> Result<(Uuid, bool), JobError> {
     payload.validate()?;
+    let mut payload = payload.clone();
+    payload
+        .stages
+        .inline_plans()
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
+    let payload = &payload;
     let teacher = generation::model_by_name(&db.pool, &payload.teacher)
         .await?
         .ok_or_else(|| {
@@ -156,7 +162,8 @@ pub async fn enqueue_distillation(
             payload.student
         )));
     }
-    let folder = model_folder(&teacher, models_dir)?;
+    let folder = model_folder(&teacher, models_dir)
+        .map_err(|e| JobError::Invalid(format!("teacher: {e}")))?;
     let data = data_folder(&payload.data, models_dir);
     let (stages, keep, held_out) = (payload.stages.clone(), payload.keep, payload.held_out);
     // Reading configs and the dataset's metadata is file work: off the async threads.
@@ -185,6 +192,12 @@ pub async fn enqueue_distillation(
         "distill:{}",
         hex::encode(Sha256::digest(value.to_string().as_bytes()))
     );
+    if let Some(other) = dq::pending_student(&db.pool, &payload.student, &key).await? {
+        return Err(JobError::Invalid(format!(
+            "student: distillation {other} is already going to register '{}'",
+            payload.student
+        )));
+    }
     let job = NewJob {
         kind: KIND.into(),
         payload: value,
@@ -253,8 +266,14 @@ impl Recorder<'_> {
         )) {
             Ok(true) => {}
             Ok(false) => self.stop = Some(Stop::LeaseLost),
-            // Curves are worth keeping but not worth failing a long run for.
-            Err(e) => tracing::warn!(job = %self.ctx.lease.job_id, "cannot store loss points: {e}"),
+            // Curves are worth keeping but not worth failing a long run for: keep the
+            // points for the next flush (bounded, in case the database stays away).
+            Err(e) => {
+                tracing::warn!(job = %self.ctx.lease.job_id, "cannot store loss points: {e}");
+                if points.len() < 100_000 {
+                    self.points.splice(0..0, points);
+                }
+            }
         }
         if self.stop.is_none() {
             if let Err(JobError::Stopped(s)) =
@@ -364,16 +383,21 @@ impl JobRunner for DistillRunner {
             |i| {
                 if reported.elapsed() >= Duration::from_secs(1) {
                     reported = Instant::now();
-                    // A stop request raises the context's flag; it is acted on after encoding.
-                    let _ = ctx.progress(
-                        0,
-                        total as usize,
-                        &format!("encoding the dataset: {i} images"),
-                    );
+                    let message = format!("encoding the dataset: {i} images");
+                    return ctx.progress(0, total as usize, &message).is_ok();
                 }
+                ctx.check().is_ok()
             },
-        )
-        .map_err(job_error)?;
+        );
+        let data = match data {
+            Ok(d) => d,
+            // Nothing to keep: the cache is written only once complete.
+            Err(DistillError::Stopped { .. }) => {
+                ctx.check()?;
+                return Err(JobError::Stopped(Stop::Shutdown));
+            }
+            Err(e) => return Err(job_error(e)),
+        };
         ctx.check()?;
         let offsets = p.stages.offsets(&p.train);
         let opts = RunOptions {
@@ -414,35 +438,43 @@ impl JobRunner for DistillRunner {
         };
         ctx.check()?;
 
-        // Register the student. A model of that name registered meanwhile by someone else
-        // is not overwritten; a re-run of this job re-registers its own student.
-        if let Some(existing) = ctx.block_on(generation::model_by_name(&ctx.db.pool, &p.student))? {
-            let ours = existing
-                .info
-                .as_ref()
-                .and_then(|i| i["distill_job"].as_str())
-                .is_some_and(|j| j == job.id.to_string());
-            if !ours {
-                return Err(JobError::Permanent(format!(
+        // Register the student: hashed first (slow for real weights), then inserted in one
+        // statement under the lease that refuses a name someone else registered meanwhile.
+        let (hash, mut info) = inspect_folder(&model)?;
+        if let Some(o) = info.as_object_mut() {
+            o.insert("distilled_from".into(), p.teacher.clone().into());
+            o.insert("distill_job".into(), job.id.to_string().into());
+            o.insert(
+                "stages".into(),
+                serde_json::to_value(&p.stages).unwrap_or_default(),
+            );
+            o.insert(
+                "held_out".into(),
+                serde_json::to_value(eval).unwrap_or_default(),
+            );
+        }
+        // Inside the models directory the folder is stored relative to it, so each worker
+        // finds it under its own mount.
+        let stored = match out_rel {
+            Some(r) => r.join(model.strip_prefix(&out).unwrap_or(&model)),
+            None => std::fs::canonicalize(&model)?,
+        };
+        let row = ctx
+            .block_on(dq::register_student(
+                &ctx.db.pool,
+                &ctx.lease,
+                &p.student,
+                &stored.to_string_lossy(),
+                &hash,
+                &info,
+            ))?
+            .ok_or_else(|| {
+                JobError::Permanent(format!(
                     "a model named '{}' was registered while this job ran; the student is in {}",
                     p.student,
                     model.display()
-                )));
-            }
-        }
-        let rel_model = out_rel.map(|r| r.join(model.strip_prefix(&out).unwrap_or(&model)));
-        let (folder, base) = match &rel_model {
-            Some(r) => (r.clone(), self.models_dir.as_deref()),
-            None => (model.clone(), None),
-        };
-        let row = ctx.block_on(register(&ctx.db, &p.student, &folder, base))?;
-        let extra = serde_json::json!({
-            "distilled_from": p.teacher,
-            "distill_job": job.id.to_string(),
-            "stages": p.stages,
-            "held_out": eval,
-        });
-        ctx.block_on(dq::annotate_model(&ctx.db.pool, &row.name, &extra))?;
+                ))
+            })?;
         ctx.log(&format!(
             "registered the student as '{}' ({}){}",
             row.name,
@@ -472,11 +504,8 @@ pub async fn finished_models(db: &Db, job_id: Uuid) -> Result<(ModelRow, ModelRo
             job.status
         )));
     }
-    let p: DistillPayload =
-        serde_json::from_value(job.payload.clone()).map_err(|e| JobError::Payload {
-            kind: KIND.into(),
-            message: e.to_string(),
-        })?;
+    let p: DistillPayload = serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Invalid(format!("job {job_id} has an unreadable payload: {e}")))?;
     let find = |name: String, what: &'static str| async move {
         generation::model_by_name(&db.pool, &name)
             .await?
@@ -485,10 +514,18 @@ pub async fn finished_models(db: &Db, job_id: Uuid) -> Result<(ModelRow, ModelRo
                 JobError::Invalid(format!("the {what} '{name}' is no longer registered"))
             })
     };
-    Ok((
-        find(p.teacher, "teacher").await?,
-        find(p.student, "student").await?,
-    ))
+    let student = find(p.student.clone(), "student").await?;
+    let ours = student
+        .info
+        .as_ref()
+        .is_some_and(|i| i["distill_job"].as_str() == Some(job_id.to_string().as_str()));
+    if !ours {
+        return Err(JobError::Invalid(format!(
+            "the model '{}' is no longer this distillation's student",
+            p.student
+        )));
+    }
+    Ok((find(p.teacher, "teacher").await?, student))
 }
 
 /// A study of a distilled student against its teacher.

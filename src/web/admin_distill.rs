@@ -238,10 +238,9 @@ async fn distill_view(
     form: Fields,
     error: Option<String>,
 ) -> Result<DistillPage, AdminError> {
-    let jobs = q::recent(&state.db.pool, 500)
+    let jobs = dq::recent_jobs(&state.db.pool, 200)
         .await?
         .iter()
-        .filter(|j| j.kind == crate::jobs::distill::KIND)
         .map(DistillJobRow::from)
         .collect();
     Ok(DistillPage {
@@ -352,18 +351,14 @@ pub(super) async fn distill_view_of(
     error: Option<String>,
 ) -> Result<DistillView, AdminError> {
     let points = dq::points(&state.db.pool, job.id).await?;
-    let stages = points.iter().map(|p| p.stage).max().map_or(0, |m| m + 1);
-    // Steps restart at each stage; the x axis runs on across stages.
-    let mut offset = vec![0i64; stages.max(0) as usize + 1];
-    for p in points.iter().filter(|p| p.kind == "train") {
-        let k = p.stage as usize + 1;
-        if k < offset.len() {
-            offset[k] = offset[k].max(p.step);
-        }
-    }
-    for k in 1..offset.len() {
-        offset[k] += offset[k - 1];
-    }
+    // Steps restart at each stage; the x axis runs on across stages, each stage starting
+    // after the steps the earlier ones were given.
+    let offset: Vec<i64> = serde_json::from_value::<DistillPayload>(job.payload.clone())
+        .map(|p| p.stages.offsets(&p.train))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o as i64)
+        .collect();
     let x = |p: &dq::Point| (offset.get(p.stage as usize).copied().unwrap_or(0) + p.step) as f64;
     let series = |kind: &str, keys: &[(&str, &str)]| -> Vec<Series> {
         keys.iter()

@@ -514,3 +514,85 @@ async fn a_distillation_handed_back_mid_run_resumes_to_the_same_student() {
         );
     }
 }
+
+/// A plan given as a file travels inside the job (workers need not see the file); a student
+/// name is reserved by a queued job; a model registered under that name meanwhile is never
+/// replaced by the student (the job fails and says where the student is).
+#[tokio::test]
+async fn plan_files_are_inlined_names_are_reserved_and_never_overwritten() {
+    let (app, data) = setup().await;
+    let plan_file = app.data_dir.path().join("plan.json");
+    std::fs::write(
+        &plan_file,
+        r#"{"down": [null, [1, 1], [2, 2]], "up": [[2, 2, 2], [1, 1, 1], null], "mid": "resnet"}"#,
+    )
+    .expect("plan file");
+    let (_, html) = page(&app, "/admin/distill").await;
+    let csrf = csrf_of(&html);
+    let data = data.to_string_lossy().to_string();
+    let plan = plan_file.to_string_lossy().to_string();
+    let form = with(&start_form(&csrf, &data), "plan", &plan);
+    assert_eq!(
+        post(&app, "/admin/distill", &form).await.status().as_u16(),
+        303
+    );
+    std::fs::remove_file(&plan_file).expect("the worker must not need the file");
+    let payload: serde_json::Value = sqlx::query_scalar("SELECT payload FROM jobs")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("payload");
+    let stored = payload["stages"]["stages"][0]["plan"]
+        .as_str()
+        .expect("plan");
+    assert!(
+        stored.starts_with('{') && stored.contains("\"mid\""),
+        "{stored}"
+    );
+
+    let other = with(&start_form(&csrf, &data), "steps", "7");
+    let resp = post(&app, "/admin/distill", &other).await;
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(resp
+        .text()
+        .await
+        .expect("body")
+        .contains("already going to register"));
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 1);
+
+    // Someone registers a model under the student's name while the job waits.
+    let squatter = app.data_dir.path().join("squatter");
+    arenaxl::engine::presets::init_model_folder("tiny-vega", &squatter, 9).expect("model");
+    let (_, html) = page(&app, "/admin/models").await;
+    let csrf = csrf_of(&html);
+    let squatter_s = squatter.to_string_lossy().to_string();
+    let resp = post(
+        &app,
+        "/admin/models",
+        &[
+            ("csrf", &csrf),
+            ("name", "tiny-vega"),
+            ("folder", &squatter_s),
+        ],
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let stats = run_worker(&app, &["distill"]).await;
+    assert_eq!(stats.failed, 1, "{stats:?}");
+    let (status, error): (String, String) = sqlx::query_as("SELECT status, last_error FROM jobs")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("job");
+    assert_eq!(status, "failed", "a name clash is not retried");
+    assert!(
+        error.contains("was registered while this job ran"),
+        "{error}"
+    );
+    let folder: String = sqlx::query_scalar("SELECT folder FROM models WHERE name = 'tiny-vega'")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("model");
+    assert!(
+        folder.ends_with("squatter"),
+        "the other model is untouched: {folder}"
+    );
+}
