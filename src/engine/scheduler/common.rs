@@ -173,6 +173,27 @@ impl Schedule {
             .map(|&a| ((1.0 - a) / a).sqrt())
             .collect()
     }
+
+    /// The training sigmas interpolated at `timesteps` (rounded through f32, as diffusers'
+    /// float32 tensors are), followed by the final sigma 0.
+    pub fn sigmas_at(&self, timesteps: &[f64]) -> Vec<f64> {
+        let train = self.train_sigmas();
+        let mut sigmas: Vec<f64> = timesteps
+            .iter()
+            .map(|&t| interp(t, &train) as f32 as f64)
+            .collect();
+        sigmas.push(0.0);
+        sigmas
+    }
+}
+
+/// "trailing" spacing: `round(arange(n, 0, -n / steps)) - 1`, shared by every scheduler.
+pub fn trailing_timesteps(train_steps: usize, steps: usize) -> Vec<f64> {
+    let n = train_steps as f64;
+    arange_down(n, 0.0, n / steps as f64)
+        .into_iter()
+        .map(|t| round_even(t) - 1.0)
+        .collect()
 }
 
 /// `np.linspace(a, b, n)`.

@@ -3,7 +3,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::common::{
-    arange_down, linspace, round_even, ClassDefaults, Prediction, Schedule, Spacing,
+    linspace, round_even, trailing_timesteps, ClassDefaults, Prediction, Schedule, Spacing,
 };
 use super::Scheduler;
 use crate::engine::config::SchedulerConfig;
@@ -42,10 +42,7 @@ impl Ddim {
                 .rev()
                 .map(round_even)
                 .collect(),
-            Spacing::Trailing => arange_down(n as f64, 0.0, n as f64 / steps as f64)
-                .into_iter()
-                .map(|t| round_even(t) - 1.0)
-                .collect(),
+            Spacing::Trailing => trailing_timesteps(s.train_steps, steps),
         };
         let final_alpha = if c.set_alpha_to_one.unwrap_or(true) {
             1.0

@@ -3,8 +3,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::common::{
-    arange_down, interp, linspace, require, round_even, ClassDefaults, Prediction, Schedule,
-    Spacing,
+    linspace, require, round_even, trailing_timesteps, ClassDefaults, Prediction, Schedule, Spacing,
 };
 use super::Scheduler;
 use crate::engine::config::SchedulerConfig;
@@ -84,17 +83,9 @@ impl DpmSolverPp2m {
                     .map(|i| (i * ratio + s.steps_offset) as f64)
                     .collect()
             }
-            Spacing::Trailing => arange_down(n as f64, 0.0, n as f64 / steps as f64)
-                .into_iter()
-                .map(|t| round_even(t) - 1.0)
-                .collect(),
+            Spacing::Trailing => trailing_timesteps(s.train_steps, steps),
         };
-        let train = s.train_sigmas();
-        let mut sigmas: Vec<f64> = timesteps
-            .iter()
-            .map(|&t| interp(t, &train) as f32 as f64)
-            .collect();
-        sigmas.push(0.0);
+        let sigmas = s.sigmas_at(&timesteps);
         Ok(Self {
             prediction: s.prediction,
             timesteps,
