@@ -17,7 +17,7 @@ use super::mapping::LayerMap;
 use super::optim::{clip_grad_norm, ema_update, AdamW, AdamWConfig};
 use super::plan::Student;
 use super::student::TrainableUNet;
-use crate::engine::unet::{AddedCond, UNet2DConditionModel};
+use crate::engine::unet::{AddedCond, UNet2DConditionModel, UNetOutput};
 
 /// Hyper-parameters of a run. Deserialised with defaults for missing fields (a job payload
 /// names only what it changes) and no unknown ones (a misspelt field is an error, not a
@@ -225,6 +225,28 @@ impl Trainer {
         Ok((noisy, t, noise))
     }
 
+    /// Noises a batch (drawing from `rng`) and runs teacher and student on it, both with
+    /// features; returns (teacher, student, the noise added).
+    fn forward_pair(
+        &self,
+        b: &Batch,
+        rng: &mut StdRng,
+    ) -> Result<(UNetOutput, UNetOutput, Tensor)> {
+        let (noisy, t, noise) = self.noised(b, rng)?;
+        let added = AddedCond {
+            text_embeds: b.pooled.clone(),
+            time_ids: b.time_ids.clone(),
+        };
+        let tout = self
+            .teacher
+            .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
+        let sout = self
+            .student
+            .unet
+            .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
+        Ok((tout, sout, noise))
+    }
+
     fn lr_at(&self, step: u64) -> f64 {
         let warm = if self.cfg.warmup_steps == 0 {
             1.0
@@ -248,18 +270,7 @@ impl Trainer {
                 .map(|_| rng.gen_range(0..data.len()))
                 .collect();
             let b = data.batch(&idx, &self.device, self.dtype)?;
-            let (noisy, t, noise) = self.noised(&b, &mut rng)?;
-            let added = AddedCond {
-                text_embeds: b.pooled.clone(),
-                time_ids: b.time_ids.clone(),
-            };
-            let tout = self
-                .teacher
-                .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
-            let sout =
-                self.student
-                    .unet
-                    .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
+            let (tout, sout, noise) = self.forward_pair(&b, &mut rng)?;
             let l = losses(&sout, &tout, &noise, &self.map, &self.cfg.loss)?;
             let store = (l.total.clone() / accum as f64)?.backward()?;
             for (name, var) in &self.student.vars {
@@ -306,18 +317,7 @@ impl Trainer {
             let idx: Vec<usize> = (start..(start + bs).min(held.len())).collect();
             start += bs;
             let b = held.batch(&idx, &self.device, self.dtype)?;
-            let (noisy, t, _) = self.noised(&b, &mut rng)?;
-            let added = AddedCond {
-                text_embeds: b.pooled.clone(),
-                time_ids: b.time_ids.clone(),
-            };
-            let tout = self
-                .teacher
-                .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
-            let sout =
-                self.student
-                    .unet
-                    .forward_with_features(&noisy, &t, &b.embeds, Some(&added))?;
+            let (tout, sout, _) = self.forward_pair(&b, &mut rng)?;
             let k = idx.len() as f32;
             out += mse(&sout.sample, &tout.sample)?.to_scalar::<f32>()? * k;
             feat +=
