@@ -51,30 +51,39 @@ const COLUMNS: &str =
     "id, slug, title, question, instructions, consent_text, notice, votes_per_participant, \
     allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, status, pairs_version";
 
+type StudyQuery<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, StudyRow, sqlx::postgres::PgArguments>;
+
+/// Binds the settings an insert and an update both write, in this order: title, question,
+/// instructions, consent text, notice, votes per participant, allow tie, allow both bad,
+/// gold rate, completion code, completion URL.
+fn bind_settings<'q>(q: StudyQuery<'q>, s: &'q StudySettings) -> StudyQuery<'q> {
+    q.bind(&s.title)
+        .bind(&s.question)
+        .bind(&s.instructions)
+        .bind(&s.consent_text)
+        .bind(&s.notice)
+        .bind(s.votes_per_participant)
+        .bind(s.allow_tie)
+        .bind(s.allow_both_bad)
+        .bind(s.gold_rate)
+        .bind(&s.completion_code)
+        .bind(&s.completion_url)
+}
+
 pub async fn insert(
     pool: impl sqlx::PgExecutor<'_>,
     s: &StudySettings,
 ) -> Result<Study, StudyError> {
-    let row: Result<StudyRow, sqlx::Error> = sqlx::query_as(&format!(
+    let sql = format!(
         "INSERT INTO studies (id, slug, title, question, instructions, consent_text, notice, \
          votes_per_participant, allow_tie, allow_both_bad, gold_rate, completion_code, completion_url) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::new_v4())
-    .bind(s.slug.as_str())
-    .bind(&s.title)
-    .bind(&s.question)
-    .bind(&s.instructions)
-    .bind(&s.consent_text)
-    .bind(&s.notice)
-    .bind(s.votes_per_participant)
-    .bind(s.allow_tie)
-    .bind(s.allow_both_bad)
-    .bind(s.gold_rate)
-    .bind(&s.completion_code)
-    .bind(&s.completion_url)
-    .fetch_one(pool)
-    .await;
+    );
+    let query = sqlx::query_as(&sql)
+        .bind(Uuid::new_v4())
+        .bind(s.slug.as_str());
+    let row: Result<StudyRow, sqlx::Error> = bind_settings(query, s).fetch_one(pool).await;
     match row {
         Ok(row) => row.try_into(),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StudyError::Conflict(
@@ -86,26 +95,16 @@ pub async fn insert(
 
 /// Updates a study's settings; the slug cannot change (it is in participants' links).
 pub async fn update(pool: &PgPool, id: Uuid, s: &StudySettings) -> Result<Study, StudyError> {
-    let row: StudyRow = sqlx::query_as(&format!(
+    let sql = format!(
         "UPDATE studies SET title = $2, question = $3, instructions = $4, consent_text = $5, notice = $6, \
          votes_per_participant = $7, allow_tie = $8, allow_both_bad = $9, gold_rate = $10, \
          completion_code = $11, completion_url = $12 WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&s.title)
-    .bind(&s.question)
-    .bind(&s.instructions)
-    .bind(&s.consent_text)
-    .bind(&s.notice)
-    .bind(s.votes_per_participant)
-    .bind(s.allow_tie)
-    .bind(s.allow_both_bad)
-    .bind(s.gold_rate)
-    .bind(&s.completion_code)
-    .bind(&s.completion_url)
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| StudyError::NotFound("study".into()))?;
+    );
+    let query = sqlx::query_as(&sql).bind(id);
+    let row: StudyRow = bind_settings(query, s)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StudyError::NotFound("study".into()))?;
     row.try_into()
 }
 

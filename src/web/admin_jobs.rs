@@ -223,9 +223,7 @@ async fn cancel_job(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, AdminError> {
-    check_csrf(&admin.session, &form.csrf)?;
-    let id = parse_id(&id)?;
-    q::get(&state.db.pool, id).await?;
+    let id = checked_job(&admin, &state, &id, &form).await?;
     q::cancel(&state.db.pool, id).await?;
     Ok(see_other(&format!("/admin/jobs/{id}")))
 }
@@ -236,11 +234,22 @@ async fn retry_job(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, AdminError> {
-    check_csrf(&admin.session, &form.csrf)?;
-    let id = parse_id(&id)?;
-    q::get(&state.db.pool, id).await?;
+    let id = checked_job(&admin, &state, &id, &form).await?;
     q::retry(&state.db.pool, id).await?;
     Ok(see_other(&format!("/admin/jobs/{id}")))
+}
+
+/// A job button's checks: the CSRF token, then a job id that exists.
+async fn checked_job(
+    admin: &Admin,
+    state: &AppState,
+    raw: &str,
+    form: &CsrfForm,
+) -> Result<Uuid, AdminError> {
+    check_csrf(&admin.session, &form.csrf)?;
+    let id = parse_id(raw)?;
+    q::get(&state.db.pool, id).await?;
+    Ok(id)
 }
 
 struct WorkerView {
