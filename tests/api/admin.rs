@@ -18,12 +18,8 @@ async fn admin_pages_require_login() {
         assert_eq!(resp.headers()["location"], "/admin/login", "{path}");
     }
     let resp = app
-        .client
-        .post(app.url("/admin/studies/s1/status"))
-        .form(&[("status", "open")])
-        .send()
-        .await
-        .unwrap();
+        .post_form("/admin/studies/s1/status", &[("status", "open")])
+        .await;
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(
         app.count("SELECT count(*) FROM studies WHERE status = 'open'")
@@ -46,27 +42,25 @@ async fn login_checks_password_and_csrf_and_sets_a_safe_cookie() {
         .unwrap();
     let csrf = csrf_of(&page);
     let wrong = app
-        .client
-        .post(app.url("/admin/login"))
-        .form(&[
-            ("email", ADMIN_EMAIL),
-            ("password", "wrong password"),
-            ("csrf", &csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/admin/login",
+            &[
+                ("email", ADMIN_EMAIL),
+                ("password", "wrong password"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
     assert_eq!(wrong.status().as_u16(), 401);
     let without_csrf = app
-        .client
-        .post(app.url("/admin/login"))
-        .form(&[
-            ("email", ADMIN_EMAIL),
-            ("password", crate::common::ADMIN_PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/admin/login",
+            &[
+                ("email", ADMIN_EMAIL),
+                ("password", crate::common::ADMIN_PASSWORD),
+            ],
+        )
+        .await;
     assert_eq!(without_csrf.status().as_u16(), 403);
     let page = app
         .client
@@ -78,16 +72,15 @@ async fn login_checks_password_and_csrf_and_sets_a_safe_cookie() {
         .await
         .unwrap();
     let ok = app
-        .client
-        .post(app.url("/admin/login"))
-        .form(&[
-            ("email", ADMIN_EMAIL),
-            ("password", crate::common::ADMIN_PASSWORD),
-            ("csrf", &csrf_of(&page)),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/admin/login",
+            &[
+                ("email", ADMIN_EMAIL),
+                ("password", crate::common::ADMIN_PASSWORD),
+                ("csrf", &csrf_of(&page)),
+            ],
+        )
+        .await;
     assert_eq!(ok.status().as_u16(), 303);
     let cookie = ok.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.starts_with("axl_admin="), "{cookie}");
@@ -132,34 +125,23 @@ async fn researcher_creates_opens_and_edits_a_study_with_csrf_checked_forms() {
         ]
     };
     let forged = app
-        .client
-        .post(app.url("/admin/studies/new"))
-        .form(&fields("not-the-token"))
-        .send()
-        .await
-        .unwrap();
+        .post_form("/admin/studies/new", &fields("not-the-token"))
+        .await;
     assert_eq!(forged.status().as_u16(), 403);
     assert_eq!(app.count("SELECT count(*) FROM studies").await, 0);
     let invalid = app
-        .client
-        .post(app.url("/admin/studies/new"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("slug", "Bad Slug!"),
-            ("title", "x"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/admin/studies/new",
+            &[
+                ("csrf", csrf.as_str()),
+                ("slug", "Bad Slug!"),
+                ("title", "x"),
+            ],
+        )
+        .await;
     assert_eq!(invalid.status().as_u16(), 422);
     assert!(invalid.text().await.unwrap().contains("slug"));
-    let created = app
-        .client
-        .post(app.url("/admin/studies/new"))
-        .form(&fields(&csrf))
-        .send()
-        .await
-        .unwrap();
+    let created = app.post_form("/admin/studies/new", &fields(&csrf)).await;
     assert_eq!(created.status().as_u16(), 303);
     assert_eq!(created.headers()["location"], "/admin/studies/ssd-vs-sdxl");
     let (votes, gold, tie, both_bad): (i32, f64, bool, bool) = sqlx::query_as(
@@ -169,22 +151,15 @@ async fn researcher_creates_opens_and_edits_a_study_with_csrf_checked_forms() {
     .await
     .unwrap();
     assert_eq!((votes, gold, tie, both_bad), (15, 0.2, true, false));
-    let duplicate = app
-        .client
-        .post(app.url("/admin/studies/new"))
-        .form(&fields(&csrf))
-        .send()
-        .await
-        .unwrap();
+    let duplicate = app.post_form("/admin/studies/new", &fields(&csrf)).await;
     assert_eq!(duplicate.status().as_u16(), 409);
 
     let open = app
-        .client
-        .post(app.url("/admin/studies/ssd-vs-sdxl/status"))
-        .form(&[("csrf", csrf.as_str()), ("status", "open")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/admin/studies/ssd-vs-sdxl/status",
+            &[("csrf", csrf.as_str()), ("status", "open")],
+        )
+        .await;
     assert_eq!(open.status().as_u16(), 303);
     assert_eq!(
         app.count("SELECT count(*) FROM studies WHERE status = 'open'")
@@ -192,12 +167,8 @@ async fn researcher_creates_opens_and_edits_a_study_with_csrf_checked_forms() {
         1
     );
     let no_csrf = app
-        .client
-        .post(app.url("/admin/studies/ssd-vs-sdxl/status"))
-        .form(&[("status", "closed")])
-        .send()
-        .await
-        .unwrap();
+        .post_form("/admin/studies/ssd-vs-sdxl/status", &[("status", "closed")])
+        .await;
     assert_eq!(no_csrf.status().as_u16(), 403);
     assert_eq!(
         app.count("SELECT count(*) FROM studies WHERE status = 'open'")
@@ -208,12 +179,8 @@ async fn researcher_creates_opens_and_edits_a_study_with_csrf_checked_forms() {
     let mut edit = fields(&csrf);
     edit[2].1 = "SSD-1B versus SDXL".into();
     let edited = app
-        .client
-        .post(app.url("/admin/studies/ssd-vs-sdxl/edit"))
-        .form(&edit)
-        .send()
-        .await
-        .unwrap();
+        .post_form("/admin/studies/ssd-vs-sdxl/edit", &edit)
+        .await;
     assert_eq!(edited.status().as_u16(), 303);
     let title: String = sqlx::query_scalar("SELECT title FROM studies")
         .fetch_one(&app.db.pool)
@@ -221,13 +188,7 @@ async fn researcher_creates_opens_and_edits_a_study_with_csrf_checked_forms() {
         .unwrap();
     assert_eq!(title, "SSD-1B versus SDXL");
 
-    let imported = app
-        .client
-        .post(app.url("/admin/studies/ssd-vs-sdxl/prompts"))
-        .form(&[("csrf", csrf.as_str()), ("format", "auto"), ("content", "Prompt\tCategory\tChallenge\tNote\na fox\tAnimals\tBasic\t\na car\tVehicles\tBasic\t\n")])
-        .send()
-        .await
-        .unwrap();
+    let imported = app.post_form("/admin/studies/ssd-vs-sdxl/prompts", &[("csrf", csrf.as_str()), ("format", "auto"), ("content", "Prompt\tCategory\tChallenge\tNote\na fox\tAnimals\tBasic\t\na car\tVehicles\tBasic\t\n")]).await;
     assert_eq!(imported.status().as_u16(), 200);
     assert!(imported
         .text()
@@ -235,26 +196,21 @@ async fn researcher_creates_opens_and_edits_a_study_with_csrf_checked_forms() {
         .unwrap()
         .contains("Imported 2 new prompts"));
     let bad = app
-        .client
-        .post(app.url("/admin/studies/ssd-vs-sdxl/prompts"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("format", "csv"),
-            ("content", "text\nno prompt column\n"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/admin/studies/ssd-vs-sdxl/prompts",
+            &[
+                ("csrf", csrf.as_str()),
+                ("format", "csv"),
+                ("content", "text\nno prompt column\n"),
+            ],
+        )
+        .await;
     assert_eq!(bad.status().as_u16(), 422);
     assert_eq!(app.count("SELECT count(*) FROM prompts").await, 2);
 
     let logout = app
-        .client
-        .post(app.url("/admin/logout"))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .post_form("/admin/logout", &[("csrf", csrf.as_str())])
+        .await;
     assert_eq!(logout.status().as_u16(), 303);
     let after = app.client.get(app.url("/admin")).send().await.unwrap();
     assert_eq!(after.status().as_u16(), 303);
@@ -446,30 +402,24 @@ async fn researcher_imports_an_image_folder_from_the_admin_area() {
     crate::common::write_manifest_dir(&dir, 2, &["a", "b"]);
     let dir = dir.to_string_lossy().to_string();
     let no_csrf = app
-        .client
-        .post(app.url("/admin/studies/imgs/images"))
-        .form(&[("dir", dir.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .post_form("/admin/studies/imgs/images", &[("dir", dir.as_str())])
+        .await;
     assert_eq!(no_csrf.status().as_u16(), 403);
     assert_eq!(app.count("SELECT count(*) FROM images").await, 0);
     let missing = app
-        .client
-        .post(app.url("/admin/studies/imgs/images"))
-        .form(&[("csrf", csrf.as_str()), ("dir", "/nonexistent/folder")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/admin/studies/imgs/images",
+            &[("csrf", csrf.as_str()), ("dir", "/nonexistent/folder")],
+        )
+        .await;
     assert_eq!(missing.status().as_u16(), 422);
     assert!(missing.text().await.unwrap().contains("manifest.jsonl"));
     let ok = app
-        .client
-        .post(app.url("/admin/studies/imgs/images"))
-        .form(&[("csrf", csrf.as_str()), ("dir", dir.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/admin/studies/imgs/images",
+            &[("csrf", csrf.as_str()), ("dir", dir.as_str())],
+        )
+        .await;
     assert_eq!(ok.status().as_u16(), 200);
     assert!(ok.text().await.unwrap().contains("Imported 4 new images"));
     assert_eq!(app.count("SELECT count(*) FROM pairs").await, 2);

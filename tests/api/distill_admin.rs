@@ -25,40 +25,16 @@ fn imagefolder(dir: &Path, n: usize) {
     std::fs::write(dir.join("metadata.jsonl"), meta).expect("metadata");
 }
 
-async fn page(app: &TestApp, path: &str) -> (u16, String) {
-    let resp = app.client.get(app.url(path)).send().await.expect("get");
-    (resp.status().as_u16(), resp.text().await.expect("body"))
-}
-
-async fn post(app: &TestApp, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
-        .form(form)
-        .send()
-        .await
-        .expect("post")
-}
-
 /// A logged-in app with a registered tiny teacher and a 6-image dataset.
 async fn setup() -> (TestApp, PathBuf) {
     let app = TestApp::spawn().await;
     app.login(&app.client).await;
     let teacher = app.data_dir.path().join("teacher");
     arenaxl::engine::presets::init_model_folder("tiny-sdxl", &teacher, 3).expect("teacher");
-    let (_, html) = page(&app, "/admin/models").await;
-    let csrf = csrf_of(&html);
-    let folder = teacher.to_string_lossy().to_string();
-    let resp = post(
-        &app,
-        "/admin/models",
-        &[
-            ("csrf", &csrf),
-            ("name", "tiny-teacher"),
-            ("folder", &folder),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status().as_u16(), 200);
+    let (status, _) = app
+        .register_model("tiny-teacher", &teacher.to_string_lossy())
+        .await;
+    assert_eq!(status, 200);
     let data = app.data_dir.path().join("data");
     imagefolder(&data, 6);
     (app, data)
@@ -127,7 +103,7 @@ async fn run_worker(app: &TestApp, kinds: &[&str]) -> arenaxl::jobs::worker::Wor
 #[tokio::test]
 async fn bad_distillation_requests_are_refused_with_the_reason_and_queue_nothing() {
     let (app, data) = setup().await;
-    let (status, html) = page(&app, "/admin/distill").await;
+    let (status, html) = app.page("/admin/distill").await;
     assert_eq!(status, 200);
     assert!(html.contains("tiny-teacher") && html.contains("Start distillation"));
     let csrf = csrf_of(&html);
@@ -164,7 +140,7 @@ async fn bad_distillation_requests_are_refused_with_the_reason_and_queue_nothing
         (with(&good, "dtype", "f8"), "dtype"),
     ];
     for (form, expected) in cases {
-        let resp = post(&app, "/admin/distill", &form).await;
+        let resp = app.post_form("/admin/distill", &form).await;
         let status = resp.status().as_u16();
         let body = resp.text().await.expect("body");
         assert_eq!(status, 422, "{form:?}: {body}");
@@ -175,7 +151,7 @@ async fn bad_distillation_requests_are_refused_with_the_reason_and_queue_nothing
     }
     let no_csrf = with(&good, "csrf", "forged");
     assert_eq!(
-        post(&app, "/admin/distill", &no_csrf)
+        app.post_form("/admin/distill", &no_csrf)
             .await
             .status()
             .as_u16(),
@@ -187,11 +163,11 @@ async fn bad_distillation_requests_are_refused_with_the_reason_and_queue_nothing
 #[tokio::test]
 async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_study() {
     let (app, data) = setup().await;
-    let (_, html) = page(&app, "/admin/distill").await;
+    let (_, html) = app.page("/admin/distill").await;
     let csrf = csrf_of(&html);
     let data = data.to_string_lossy().to_string();
     let form = start_form(&csrf, &data);
-    let resp = post(&app, "/admin/distill", &form).await;
+    let resp = app.post_form("/admin/distill", &form).await;
     assert_eq!(resp.status().as_u16(), 303);
     let location = resp.headers()["location"]
         .to_str()
@@ -199,7 +175,10 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
         .to_string();
     // The same request twice (a double click) queues one job.
     assert_eq!(
-        post(&app, "/admin/distill", &form).await.status().as_u16(),
+        app.post_form("/admin/distill", &form)
+            .await
+            .status()
+            .as_u16(),
         303
     );
     assert_eq!(
@@ -207,7 +186,7 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
             .await,
         1
     );
-    let (_, queued) = page(&app, &location).await;
+    let (_, queued) = app.page(&location).await;
     assert!(queued.contains("queued") && !queued.contains("Compare with teacher"));
 
     let stats = run_worker(&app, &["distill"]).await;
@@ -242,7 +221,7 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
             >= 2
     );
 
-    let (status, html) = page(&app, &location).await;
+    let (status, html) = app.page(&location).await;
     assert_eq!(status, 200);
     assert!(html.contains("succeeded"), "{html}");
     assert!(html.contains("<svg") && html.contains("Training loss per step"));
@@ -283,7 +262,7 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
             "none in the categories",
         ),
     ] {
-        let resp = post(&app, &compare, &form).await;
+        let resp = app.post_form(&compare, &form).await;
         let status = resp.status().as_u16();
         let body = resp.text().await.expect("body");
         assert_eq!(status, 422, "{form:?}: {body}");
@@ -291,7 +270,7 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
     }
     assert_eq!(app.count("SELECT count(*) FROM studies").await, 0);
 
-    let resp = post(&app, &compare, &base).await;
+    let resp = app.post_form(&compare, &base).await;
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(resp.headers()["location"], "/admin/studies/vega-vs-teacher");
     assert_eq!(
@@ -313,7 +292,7 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
         "2 models x 2 prompts, one prompt per job"
     );
     // The same slug again is a conflict, not a second study.
-    let resp = post(&app, &compare, &base).await;
+    let resp = app.post_form(&compare, &base).await;
     assert_eq!(resp.status().as_u16(), 422);
     assert!(resp.text().await.expect("body").contains("already exists"));
 
@@ -336,33 +315,35 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
 #[tokio::test]
 async fn comparing_needs_a_finished_distillation() {
     let (app, data) = setup().await;
-    let (_, html) = page(&app, "/admin/distill").await;
+    let (_, html) = app.page("/admin/distill").await;
     let csrf = csrf_of(&html);
     let data = data.to_string_lossy().to_string();
-    let resp = post(&app, "/admin/distill", &start_form(&csrf, &data)).await;
+    let resp = app
+        .post_form("/admin/distill", &start_form(&csrf, &data))
+        .await;
     let location = resp.headers()["location"]
         .to_str()
         .expect("location")
         .to_string();
-    let resp = post(
-        &app,
-        &(location + "/compare"),
-        &[
-            ("csrf", csrf.as_str()),
-            ("title", "t"),
-            ("slug", "early"),
-            ("prompts_text", "a red apple"),
-            ("max_prompts", "0"),
-            ("seeds", "1"),
-            ("steps", "2"),
-            ("guidance", "3"),
-            ("width", "64"),
-            ("height", "64"),
-            ("dtype", "f32"),
-            ("batch", "1"),
-        ],
-    )
-    .await;
+    let resp = app
+        .post_form(
+            &(location + "/compare"),
+            &[
+                ("csrf", csrf.as_str()),
+                ("title", "t"),
+                ("slug", "early"),
+                ("prompts_text", "a red apple"),
+                ("max_prompts", "0"),
+                ("seeds", "1"),
+                ("steps", "2"),
+                ("guidance", "3"),
+                ("width", "64"),
+                ("height", "64"),
+                ("dtype", "f32"),
+                ("batch", "1"),
+            ],
+        )
+        .await;
     assert_eq!(resp.status().as_u16(), 422);
     assert!(resp.text().await.expect("body").contains("not finished"));
     assert_eq!(app.count("SELECT count(*) FROM studies").await, 0);
@@ -527,13 +508,16 @@ async fn plan_files_are_inlined_names_are_reserved_and_never_overwritten() {
         r#"{"down": [null, [1, 1], [2, 2]], "up": [[2, 2, 2], [1, 1, 1], null], "mid": "resnet"}"#,
     )
     .expect("plan file");
-    let (_, html) = page(&app, "/admin/distill").await;
+    let (_, html) = app.page("/admin/distill").await;
     let csrf = csrf_of(&html);
     let data = data.to_string_lossy().to_string();
     let plan = plan_file.to_string_lossy().to_string();
     let form = with(&start_form(&csrf, &data), "plan", &plan);
     assert_eq!(
-        post(&app, "/admin/distill", &form).await.status().as_u16(),
+        app.post_form("/admin/distill", &form)
+            .await
+            .status()
+            .as_u16(),
         303
     );
     std::fs::remove_file(&plan_file).expect("the worker must not need the file");
@@ -550,7 +534,7 @@ async fn plan_files_are_inlined_names_are_reserved_and_never_overwritten() {
     );
 
     let other = with(&start_form(&csrf, &data), "steps", "7");
-    let resp = post(&app, "/admin/distill", &other).await;
+    let resp = app.post_form("/admin/distill", &other).await;
     assert_eq!(resp.status().as_u16(), 422);
     assert!(resp
         .text()
@@ -562,20 +546,10 @@ async fn plan_files_are_inlined_names_are_reserved_and_never_overwritten() {
     // Someone registers a model under the student's name while the job waits.
     let squatter = app.data_dir.path().join("squatter");
     arenaxl::engine::presets::init_model_folder("tiny-vega", &squatter, 9).expect("model");
-    let (_, html) = page(&app, "/admin/models").await;
-    let csrf = csrf_of(&html);
-    let squatter_s = squatter.to_string_lossy().to_string();
-    let resp = post(
-        &app,
-        "/admin/models",
-        &[
-            ("csrf", &csrf),
-            ("name", "tiny-vega"),
-            ("folder", &squatter_s),
-        ],
-    )
-    .await;
-    assert_eq!(resp.status().as_u16(), 200);
+    let (status, _) = app
+        .register_model("tiny-vega", &squatter.to_string_lossy())
+        .await;
+    assert_eq!(status, 200);
     let stats = run_worker(&app, &["distill"]).await;
     assert_eq!(stats.failed, 1, "{stats:?}");
     let (status, error): (String, String) = sqlx::query_as("SELECT status, last_error FROM jobs")

@@ -118,16 +118,15 @@ async fn pages_work_without_javascript_from_link_to_completion() {
     assert!(intro.contains("Consent") && intro.contains("I agree, start"));
     assert_eq!(hidden(&intro, "PROLIFIC_PID").as_deref(), Some("P9"));
     let start = app
-        .client
-        .post(app.url("/s/pages/start"))
-        .form(&[
-            ("PROLIFIC_PID", "P9"),
-            ("STUDY_ID", "S9"),
-            ("SESSION_ID", "X9"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            "/s/pages/start",
+            &[
+                ("PROLIFIC_PID", "P9"),
+                ("STUDY_ID", "S9"),
+                ("SESSION_ID", "X9"),
+            ],
+        )
+        .await;
     assert_eq!(start.status().as_u16(), 303);
     let cookie = start.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
@@ -154,16 +153,15 @@ async fn pages_work_without_javascript_from_link_to_completion() {
         let assignment = hidden(&page, "assignment_id").expect("assignment id");
         // No script: response_ms is empty and the server times the answer.
         let voted = app
-            .client
-            .post(app.url("/s/pages/vote"))
-            .form(&[
-                ("assignment_id", assignment.as_str()),
-                ("choice", "right"),
-                ("response_ms", ""),
-            ])
-            .send()
-            .await
-            .unwrap();
+            .post_form(
+                "/s/pages/vote",
+                &[
+                    ("assignment_id", assignment.as_str()),
+                    ("choice", "right"),
+                    ("response_ms", ""),
+                ],
+            )
+            .await;
         assert_eq!(voted.status().as_u16(), 303);
     }
     let last = app

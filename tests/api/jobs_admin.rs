@@ -15,34 +15,9 @@ fn tiny_model(app: &TestApp, preset: &str) -> std::path::PathBuf {
     dir
 }
 
-async fn page(app: &TestApp, path: &str) -> (u16, String) {
-    let resp = app.client.get(app.url(path)).send().await.expect("get");
-    (resp.status().as_u16(), resp.text().await.expect("body"))
-}
-
 async fn post(app: &TestApp, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let resp = app
-        .client
-        .post(app.url(path))
-        .form(form)
-        .send()
-        .await
-        .expect("post");
+    let resp = app.post_form(path, form).await;
     (resp.status().as_u16(), resp.text().await.expect("body"))
-}
-
-async fn register(app: &TestApp, name: &str, folder: &str) -> (u16, String) {
-    let (_, html) = page(app, "/admin/models").await;
-    post(
-        app,
-        "/admin/models",
-        &[
-            ("csrf", &csrf_of(&html)),
-            ("name", name),
-            ("folder", folder),
-        ],
-    )
-    .await
 }
 
 #[tokio::test]
@@ -71,13 +46,7 @@ async fn generation_pages_require_login() {
         "/admin/distill".to_string(),
         format!("/admin/jobs/{job}/compare"),
     ] {
-        let resp = app
-            .client
-            .post(app.url(&path))
-            .form(&[("model", "x")])
-            .send()
-            .await
-            .expect("post");
+        let resp = app.post_form(&path, &[("model", "x")]).await;
         assert_eq!(resp.status().as_u16(), 303, "{path}");
     }
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
@@ -116,7 +85,9 @@ async fn register_generate_cancel_retry_and_validation() {
     let study = app.create_study("s1", 3, 0.0).await;
     app.login(&app.client).await;
     let good = tiny_model(&app, "tiny-sdxl");
-    let (status, html) = register(&app, "sdxl-tiny", &good.to_string_lossy()).await;
+    let (status, html) = app
+        .register_model("sdxl-tiny", &good.to_string_lossy())
+        .await;
     assert_eq!(status, 200, "{html}");
     assert!(html.contains("Registered"), "{html}");
     let hash: String =
@@ -125,7 +96,7 @@ async fn register_generate_cancel_retry_and_validation() {
             .await
             .expect("registered");
     assert_eq!(hash.len(), 64);
-    let (status, html) = register(&app, "nowhere", "/definitely/not/here").await;
+    let (status, html) = app.register_model("nowhere", "/definitely/not/here").await;
     assert_eq!(status, 422);
     assert!(
         html.contains("/definitely/not/here"),
@@ -133,7 +104,9 @@ async fn register_generate_cancel_retry_and_validation() {
     );
     let broken = app.data_dir.path().join("broken");
     std::fs::create_dir_all(broken.join("unet")).expect("dir");
-    let (status, html) = register(&app, "broken", &broken.to_string_lossy()).await;
+    let (status, html) = app
+        .register_model("broken", &broken.to_string_lossy())
+        .await;
     assert_eq!(status, 422);
     assert!(
         html.contains("unet/config.json"),
@@ -141,7 +114,7 @@ async fn register_generate_cancel_retry_and_validation() {
     );
 
     // Prompts, two categories.
-    let (_, html) = page(&app, "/admin/studies/s1/prompts").await;
+    let (_, html) = app.page("/admin/studies/s1/prompts").await;
     let (status, _) = post(
         &app,
         "/admin/studies/s1/prompts",
@@ -157,7 +130,7 @@ async fn register_generate_cancel_retry_and_validation() {
     .await;
     assert_eq!(status, 200);
 
-    let (status, html) = page(&app, "/admin/studies/s1/generate").await;
+    let (status, html) = app.page("/admin/studies/s1/generate").await;
     assert_eq!(status, 200);
     assert!(
         html.contains("sdxl-tiny") && html.contains("Animals (2)"),
@@ -203,13 +176,7 @@ async fn register_generate_cancel_retry_and_validation() {
     let mut ok: Vec<(&str, &str)> = base.to_vec();
     ok.push(("model", "sdxl-tiny"));
     ok.push(("category", "Animals"));
-    let resp = app
-        .client
-        .post(app.url("/admin/studies/s1/generate"))
-        .form(&ok)
-        .send()
-        .await
-        .expect("post");
+    let resp = app.post_form("/admin/studies/s1/generate", &ok).await;
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(resp.headers()["location"], "/admin/jobs");
     let (id, prompts): (Uuid, i32) = sqlx::query_as(
@@ -221,15 +188,10 @@ async fn register_generate_cancel_retry_and_validation() {
     .expect("one job");
     assert_eq!(prompts, 2, "only the Animals prompts");
     // The same request again queues nothing new.
-    app.client
-        .post(app.url("/admin/studies/s1/generate"))
-        .form(&ok)
-        .send()
-        .await
-        .expect("post");
+    app.post_form("/admin/studies/s1/generate", &ok).await;
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 1);
 
-    let (status, html) = page(&app, "/admin/jobs").await;
+    let (status, html) = app.page("/admin/jobs").await;
     assert_eq!(status, 200);
     assert!(
         html.contains("sdxl-tiny · 2 prompts × 2 seeds") && html.contains("http-equiv=\"refresh\""),
@@ -244,35 +206,27 @@ async fn register_generate_cancel_retry_and_validation() {
     .await;
     assert_eq!(status, 403);
     let resp = app
-        .client
-        .post(app.url(&format!("/admin/jobs/{id}/cancel")))
-        .form(&[("csrf", &csrf)])
-        .send()
-        .await
-        .expect("cancel");
+        .post_form(&format!("/admin/jobs/{id}/cancel"), &[("csrf", &csrf)])
+        .await;
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(
         app.count("SELECT count(*) FROM jobs WHERE status = 'cancelled'")
             .await,
         1
     );
-    app.client
-        .post(app.url(&format!("/admin/jobs/{id}/retry")))
-        .form(&[("csrf", &csrf)])
-        .send()
-        .await
-        .expect("retry");
+    app.post_form(&format!("/admin/jobs/{id}/retry"), &[("csrf", &csrf)])
+        .await;
     assert_eq!(
         app.count("SELECT count(*) FROM jobs WHERE status = 'queued'")
             .await,
         1
     );
-    let (status, html) = page(&app, &format!("/admin/jobs/{id}")).await;
+    let (status, html) = app.page(&format!("/admin/jobs/{id}")).await;
     assert_eq!(status, 200);
     assert!(html.contains("retried by an admin"), "{html}");
-    let (status, _) = page(&app, "/admin/jobs/not-a-uuid").await;
+    let (status, _) = app.page("/admin/jobs/not-a-uuid").await;
     assert_eq!(status, 404);
-    let (status, _) = page(&app, &format!("/admin/jobs/{}", Uuid::new_v4())).await;
+    let (status, _) = app.page(&format!("/admin/jobs/{}", Uuid::new_v4())).await;
     assert_eq!(status, 404);
 }
 
@@ -282,11 +236,12 @@ async fn a_worker_fills_the_study_and_the_gallery_shows_every_model() {
     let study = app.create_study("s1", 2, 0.0).await;
     app.login(&app.client).await;
     for (name, preset) in [("sdxl", "tiny-sdxl"), ("vega", "tiny-vega")] {
-        let (status, html) =
-            register(&app, name, &tiny_model(&app, preset).to_string_lossy()).await;
+        let (status, html) = app
+            .register_model(name, &tiny_model(&app, preset).to_string_lossy())
+            .await;
         assert_eq!(status, 200, "{html}");
     }
-    let (_, html) = page(&app, "/admin/studies/s1/prompts").await;
+    let (_, html) = app.page("/admin/studies/s1/prompts").await;
     post(
         &app,
         "/admin/studies/s1/prompts",
@@ -297,7 +252,7 @@ async fn a_worker_fills_the_study_and_the_gallery_shows_every_model() {
         ],
     )
     .await;
-    let (_, html) = page(&app, "/admin/studies/s1/generate").await;
+    let (_, html) = app.page("/admin/studies/s1/generate").await;
     let csrf = csrf_of(&html);
     let form = [
         ("csrf", csrf.as_str()),
@@ -311,13 +266,7 @@ async fn a_worker_fills_the_study_and_the_gallery_shows_every_model() {
         ("dtype", "f32"),
         ("batch", "1"),
     ];
-    let resp = app
-        .client
-        .post(app.url("/admin/studies/s1/generate"))
-        .form(&form)
-        .send()
-        .await
-        .expect("post");
+    let resp = app.post_form("/admin/studies/s1/generate", &form).await;
     assert_eq!(resp.status().as_u16(), 303);
     assert_eq!(
         app.count("SELECT count(*) FROM jobs").await,
@@ -349,7 +298,7 @@ async fn a_worker_fills_the_study_and_the_gallery_shows_every_model() {
     assert_eq!(stats.succeeded, 4);
     assert_eq!(app.count("SELECT count(*) FROM pairs").await, 2);
 
-    let (status, html) = page(&app, "/admin/studies/s1/gallery").await;
+    let (status, html) = app.page("/admin/studies/s1/gallery").await;
     assert_eq!(status, 200);
     assert!(
         html.contains("a red apple")
@@ -374,7 +323,7 @@ async fn a_worker_fills_the_study_and_the_gallery_shows_every_model() {
         .execute(&app.db.pool)
         .await
         .expect("silent worker");
-    let (status, html) = page(&app, "/admin/workers").await;
+    let (status, html) = app.page("/admin/workers").await;
     assert!(
         html.contains("not responding (was running)") && html.contains("cuda:3"),
         "{html}"

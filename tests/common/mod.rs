@@ -87,6 +87,39 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// GET with this app's client (its cookies): status and body.
+    pub async fn page(&self, path: &str) -> (u16, String) {
+        let resp = self.client.get(self.url(path)).send().await.expect("get");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
+    /// POSTs a form with this app's client (its cookies), as a browser submits it.
+    pub async fn post_form<T: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        form: &T,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .form(form)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// Registers a model folder through the admin's models page (logged in): status, body.
+    pub async fn register_model(&self, name: &str, folder: &str) -> (u16, String) {
+        let (_, html) = self.page("/admin/models").await;
+        let csrf = csrf_of(&html);
+        let resp = self
+            .post_form(
+                "/admin/models",
+                &[("csrf", csrf.as_str()), ("name", name), ("folder", folder)],
+            )
+            .await;
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
     /// A new cookie-keeping client (another browser).
     pub fn new_client(&self) -> reqwest::Client {
         reqwest::Client::builder()
