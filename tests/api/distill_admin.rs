@@ -6,9 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use arenaxl::jobs::{runners_for, RunnerOptions, Worker, WorkerConfig};
-
-use crate::common::{csrf_of, TestApp};
+use crate::common::{csrf_of, join_worker, TestApp};
 
 fn imagefolder(dir: &Path, n: usize) {
     std::fs::create_dir_all(dir).expect("mkdir");
@@ -74,30 +72,6 @@ fn with<'a>(form: &[(&'a str, &'a str)], key: &'a str, value: &'a str) -> Vec<(&
     form.iter()
         .map(|&(k, v)| if k == key { (k, value) } else { (k, v) })
         .collect()
-}
-
-async fn run_worker(app: &TestApp, kinds: &[&str]) -> arenaxl::jobs::worker::WorkerStats {
-    let mut config = WorkerConfig::new("cpu");
-    config.exit_when_idle = true;
-    config.poll = Duration::from_millis(50);
-    let runners = runners_for(
-        &kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-        &RunnerOptions {
-            models_dir: None,
-            memory_budget_bytes: 1 << 30,
-            data_dir: app.data_dir.path().to_path_buf(),
-        },
-    )
-    .expect("runners");
-    let worker = Worker::new(config, app.db.clone(), app.store.clone(), runners).expect("worker");
-    let thread = worker
-        .spawn(tokio::runtime::Handle::current())
-        .expect("thread");
-    tokio::task::spawn_blocking(move || thread.join())
-        .await
-        .expect("join")
-        .expect("panic")
-        .0
 }
 
 #[tokio::test]
@@ -189,7 +163,7 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
     let (_, queued) = app.page(&location).await;
     assert!(queued.contains("queued") && !queued.contains("Compare with teacher"));
 
-    let stats = run_worker(&app, &["distill"]).await;
+    let stats = app.run_worker(&["distill"]).await;
     assert_eq!(stats.succeeded, 1, "{stats:?}");
 
     // The student is registered with where it came from, and loads in the engine.
@@ -296,7 +270,7 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
     assert_eq!(resp.status().as_u16(), 422);
     assert!(resp.text().await.expect("body").contains("already exists"));
 
-    let stats = run_worker(&app, &["generate"]).await;
+    let stats = app.run_worker(&["generate"]).await;
     assert_eq!(stats.succeeded, 4, "{stats:?}");
     assert_eq!(
         app.count("SELECT count(*) FROM pairs pa JOIN studies s ON s.id = pa.study_id WHERE s.slug = 'vega-vs-teacher'")
@@ -405,18 +379,7 @@ async fn a_distillation_handed_back_mid_run_resumes_to_the_same_student() {
     let steps = 60;
     let job = queue(&app, &data, "resumed", steps).await;
 
-    let mut config = WorkerConfig::new("cpu");
-    config.poll = Duration::from_millis(50);
-    let runners = runners_for(
-        &["distill".to_string()],
-        &RunnerOptions {
-            models_dir: None,
-            memory_budget_bytes: 1 << 30,
-            data_dir: app.data_dir.path().to_path_buf(),
-        },
-    )
-    .expect("runners");
-    let worker = Worker::new(config, app.db.clone(), app.store.clone(), runners).expect("worker");
+    let worker = app.worker(&["distill"], false);
     let stop = worker.shutdown_flag();
     let thread = worker
         .spawn(tokio::runtime::Handle::current())
@@ -435,11 +398,7 @@ async fn a_distillation_handed_back_mid_run_resumes_to_the_same_student() {
         assert!(waited < 2400, "no training progress within 2 minutes");
     }
     stop.store(true, std::sync::atomic::Ordering::Release);
-    let stats = tokio::task::spawn_blocking(move || thread.join())
-        .await
-        .expect("join")
-        .expect("panic")
-        .0;
+    let stats = join_worker(thread).await;
     assert_eq!(stats.released, 1, "{stats:?}");
     let (status, attempts): (String, i32) =
         sqlx::query_as("SELECT status, attempts FROM jobs WHERE id = $1")
@@ -467,7 +426,7 @@ async fn a_distillation_handed_back_mid_run_resumes_to_the_same_student() {
         "stopped at {stopped_at}"
     );
 
-    let stats = run_worker(&app, &["distill"]).await;
+    let stats = app.run_worker(&["distill"]).await;
     assert_eq!(stats.succeeded, 1, "{stats:?}");
     assert!(app
         .data_dir
@@ -484,7 +443,7 @@ async fn a_distillation_handed_back_mid_run_resumes_to_the_same_student() {
     );
 
     let straight = queue(&app, &data, "straight", steps).await;
-    let stats = run_worker(&app, &["distill"]).await;
+    let stats = app.run_worker(&["distill"]).await;
     assert_eq!(stats.succeeded, 1, "{stats:?}");
     let (a, b) = (student_weights(&app, job), student_weights(&app, straight));
     assert_eq!(a.len(), b.len());
@@ -550,7 +509,7 @@ async fn plan_files_are_inlined_names_are_reserved_and_never_overwritten() {
         .register_model("tiny-vega", &squatter.to_string_lossy())
         .await;
     assert_eq!(status, 200);
-    let stats = run_worker(&app, &["distill"]).await;
+    let stats = app.run_worker(&["distill"]).await;
     assert_eq!(stats.failed, 1, "{stats:?}");
     let (status, error): (String, String) = sqlx::query_as("SELECT status, last_error FROM jobs")
         .fetch_one(&app.db.pool)

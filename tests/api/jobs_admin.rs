@@ -2,9 +2,6 @@
 //! the generate form (validation, jobs queued in the request's transaction), cancel and
 //! retry, workers, and the unblinded gallery once a worker has generated the images.
 
-use std::time::Duration;
-
-use arenaxl::jobs::{runners_for, RunnerOptions, Worker, WorkerConfig};
 use uuid::Uuid;
 
 use crate::common::{csrf_of, TestApp};
@@ -274,27 +271,7 @@ async fn a_worker_fills_the_study_and_the_gallery_shows_every_model() {
         "2 models x 2 batches of 1 prompt"
     );
 
-    let mut config = WorkerConfig::new("cpu");
-    config.exit_when_idle = true;
-    config.poll = Duration::from_millis(50);
-    let runners = runners_for(
-        &["generate".to_string()],
-        &RunnerOptions {
-            models_dir: None,
-            memory_budget_bytes: 1 << 30,
-            data_dir: std::env::temp_dir(),
-        },
-    )
-    .expect("runners");
-    let worker = Worker::new(config, app.db.clone(), app.store.clone(), runners).expect("worker");
-    let thread = worker
-        .spawn(tokio::runtime::Handle::current())
-        .expect("thread");
-    let stats = tokio::task::spawn_blocking(move || thread.join())
-        .await
-        .expect("join")
-        .expect("panic")
-        .0;
+    let stats = app.run_worker(&["generate"]).await;
     assert_eq!(stats.succeeded, 4);
     assert_eq!(app.count("SELECT count(*) FROM pairs").await, 2);
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use arenaxl::config::{RateLimits, Settings};
 use arenaxl::db::{self, Db};
+use arenaxl::jobs::worker::{WorkerStats, WorkerThread};
+use arenaxl::jobs::{runners_for, RunnerOptions, Worker, WorkerConfig};
 use arenaxl::startup::Application;
 use arenaxl::study::images::{import_dir, ImageStore};
 use arenaxl::study::{Study, StudyForm, StudySettings, StudyStatus};
@@ -118,6 +120,34 @@ impl TestApp {
             )
             .await;
         (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
+    /// A CPU worker on this app's database and image store, running `kinds`, polling every
+    /// 50 ms; with `exit_when_idle` it stops once no job of its kinds is left.
+    pub fn worker(&self, kinds: &[&str], exit_when_idle: bool) -> Worker {
+        let mut config = WorkerConfig::new("cpu");
+        config.exit_when_idle = exit_when_idle;
+        config.poll = std::time::Duration::from_millis(50);
+        let runners = runners_for(
+            &kinds.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            &RunnerOptions {
+                models_dir: None,
+                memory_budget_bytes: 1 << 30,
+                data_dir: self.data_dir.path().to_path_buf(),
+            },
+        )
+        .expect("runners");
+        Worker::new(config, self.db.clone(), self.store.clone(), runners).expect("worker")
+    }
+
+    /// Runs a worker of `kinds` until no job of its kinds is left.
+    pub async fn run_worker(&self, kinds: &[&str]) -> WorkerStats {
+        join_worker(
+            self.worker(kinds, true)
+                .spawn(tokio::runtime::Handle::current())
+                .expect("thread"),
+        )
+        .await
     }
 
     /// A new cookie-keeping client (another browser).
@@ -277,6 +307,15 @@ impl Drop for TestApp {
 }
 
 /// The CSRF token in a page's first form.
+/// Waits for a worker thread to end; its statistics.
+pub async fn join_worker(thread: WorkerThread) -> WorkerStats {
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("join")
+        .expect("the worker thread panicked")
+        .0
+}
+
 pub fn csrf_of(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let start = html
