@@ -1,6 +1,10 @@
 //! `model prune`: the student folder loads in the engine, its kept layers carry the
 //! teacher's weights (renumbered), and it generates an image.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::max_abs_diff;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -20,15 +24,7 @@ fn tensors(dir: &Path) -> std::collections::HashMap<String, candle_core::Tensor>
 }
 
 fn same(a: &candle_core::Tensor, b: &candle_core::Tensor) -> bool {
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    d == 0.0
+    max_abs_diff(a, b) == 0.0
 }
 
 #[test]

@@ -2,6 +2,10 @@
 //! the student's held-out output MSE against the teacher at least halves, feature loss does
 //! no worse than output loss alone, and resume is exact.
 
+#[path = "support/mod.rs"]
+mod support;
+use support::max_abs_diff;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -283,30 +287,13 @@ fn resume_gives_the_same_weights_as_an_uninterrupted_run() {
     );
     assert_eq!(a.len(), b.len());
     for (k, v) in &a {
-        let d = (v - &b[k])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(v, &b[k]);
         assert_eq!(d, 0.0, "{k} differs by {d}");
     }
     // And training did move the weights (the comparison is not vacuous).
     let fresh = trainer(&tmp.path().join("t"), ema_cfg, 0)
         .export_weights()
         .unwrap();
-    let moved = a.iter().any(|(k, v)| {
-        (v - &fresh[k])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            > 0.0
-    });
+    let moved = a.iter().any(|(k, v)| max_abs_diff(v, &fresh[k]) > 0.0);
     assert!(moved);
 }

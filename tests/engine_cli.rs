@@ -1,16 +1,12 @@
 //! `arenaxl generate`, `model` and `bench unet` driven through the CLI parser, in-process.
 
-use std::path::PathBuf;
+#[path = "support/mod.rs"]
+mod support;
+use support::fixture;
 
 use arenaxl::cli::{run, Cli};
 use candle_core::{DType, Device};
 use clap::Parser;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/engine")
-        .join(name)
-}
 
 fn arenaxl(args: &[&str]) -> anyhow::Result<()> {
     let mut argv = vec!["arenaxl"];

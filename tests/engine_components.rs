@@ -1,7 +1,9 @@
 //! Tokenizers, text encoders, VAE and scheduler schedules against transformers/diffusers
 //! on the committed fixtures (tools/engine_fixtures.py).
 
-use std::path::PathBuf;
+#[path = "support/mod.rs"]
+mod support;
+use support::{fixture, rel_l2};
 
 use arenaxl::engine::config::SchedulerConfig;
 use arenaxl::engine::scheduler::{Scheduler, SchedulerKind};
@@ -9,32 +11,6 @@ use arenaxl::engine::text::TextEncoders;
 use arenaxl::engine::tokenizer::ClipTokenizer;
 use arenaxl::engine::vae::Vae;
 use candle_core::{DType, Device, Tensor};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/engine")
-        .join(name)
-}
-
-fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let d = (&a - b)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
-    let n = b
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
-    (d / n.max(1e-30)).sqrt()
-}
 
 const PROMPTS: [&str; 2] = [
     "a photo of a cat",

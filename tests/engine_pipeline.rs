@@ -1,16 +1,12 @@
 //! End-to-end generation against diffusers' images on the committed fixtures
 //! (tools/engine_fixtures.py), and the pipeline's error reporting.
 
-use std::path::PathBuf;
+#[path = "support/mod.rs"]
+mod support;
+use support::fixture;
 
 use arenaxl::engine::{EngineError, GenerateRequest, Pipeline, SchedulerKind};
 use candle_core::{DType, Device};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/engine")
-        .join(name)
-}
 
 #[derive(serde::Deserialize)]
 struct Case {

@@ -1,18 +1,14 @@
 //! Presets: published parameter counts, agreement with the diffusers fixtures, and
 //! random-weight model folders that the pipeline loads and runs.
 
-use std::path::PathBuf;
+#[path = "support/mod.rs"]
+mod support;
+use support::fixture;
 
 use arenaxl::engine::config::{read_json, UNetConfig};
 use arenaxl::engine::presets::{component_info, init_model_folder, ModelConfigs};
 use arenaxl::engine::{GenerateRequest, Pipeline};
 use candle_core::{DType, Device};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/engine")
-        .join(name)
-}
 
 fn params(preset: &str) -> Vec<(String, u64)> {
     let c = ModelConfigs::preset(preset).unwrap();

@@ -1,35 +1,12 @@
 //! The UNet against diffusers on the committed tiny fixtures (tools/engine_fixtures.py).
 
-use std::path::PathBuf;
+#[path = "support/mod.rs"]
+mod support;
+use support::{fixture, rel_l2};
 
 use arenaxl::engine::nn::Kernels;
 use arenaxl::engine::unet::{AddedCond, UNet2DConditionModel};
-use candle_core::{DType, Device, Tensor};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/engine")
-        .join(name)
-}
-
-fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
-    let d = (a - b)
-        .unwrap()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
-    let n = b
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap() as f64;
-    (d / n).sqrt()
-}
+use candle_core::{DType, Device};
 
 fn check(name: &str) {
     let dev = Device::Cpu;
