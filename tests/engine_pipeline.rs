@@ -157,10 +157,7 @@ fn broken_folders_name_file_and_field() {
     v = serde_json::from_str(&original).unwrap();
     v["cross_attention_dim"] = serde_json::json!(48);
     std::fs::write(&cfg, v.to_string()).unwrap();
-    let msg = Pipeline::load(&dir, &Device::Cpu, DType::F32)
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = load_error(&dir);
     assert!(
         msg.contains("unet/config.json") && msg.contains("cross_attention_dim"),
         "{msg}"
@@ -171,10 +168,7 @@ fn broken_folders_name_file_and_field() {
     v = serde_json::from_str(&original).unwrap();
     v.as_object_mut().unwrap().remove("block_out_channels");
     std::fs::write(&cfg, v.to_string()).unwrap();
-    let msg = Pipeline::load(&dir, &Device::Cpu, DType::F32)
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = load_error(&dir);
     assert!(
         msg.contains("unet/config.json") && msg.contains("block_out_channels"),
         "{msg}"
@@ -183,10 +177,7 @@ fn broken_folders_name_file_and_field() {
 
     // Missing weights.
     std::fs::remove_file(dir.join("vae/diffusion_pytorch_model.safetensors")).unwrap();
-    let msg = Pipeline::load(&dir, &Device::Cpu, DType::F32)
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = load_error(&dir);
     assert!(
         msg.contains("vae/diffusion_pytorch_model.safetensors"),
         "{msg}"
@@ -198,10 +189,7 @@ fn broken_folders_name_file_and_field() {
         serde_json::from_str(&std::fs::read_to_string(&idx).unwrap()).unwrap();
     v.as_object_mut().unwrap().remove("tokenizer_2");
     std::fs::write(&idx, v.to_string()).unwrap();
-    let msg = Pipeline::load(&dir, &Device::Cpu, DType::F32)
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = load_error(&dir);
     assert!(
         msg.contains("model_index.json") && msg.contains("tokenizer_2"),
         "{msg}"
@@ -253,4 +241,12 @@ fn pipeline_can_move_to_a_worker_thread() {
     assert_send::<Pipeline>();
     assert_send::<GenerateRequest>();
     assert_send::<EngineError>();
+}
+
+/// The message of loading a broken pipeline folder (which must fail).
+fn load_error(dir: &std::path::Path) -> String {
+    Pipeline::load(dir, &Device::Cpu, DType::F32)
+        .err()
+        .expect("loading must fail")
+        .to_string()
 }

@@ -176,13 +176,19 @@ pub fn component_info(c: &ModelConfigs) -> Result<Vec<ComponentInfo>> {
         .collect()
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+/// Creates the folder `path` goes in.
+fn create_parent(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| EngineError::Io {
             file: parent.to_path_buf(),
             source,
         })?;
     }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    create_parent(path)?;
     std::fs::write(path, text).map_err(|source| EngineError::Io {
         file: path.to_path_buf(),
         source,
@@ -273,12 +279,7 @@ fn write_tokenizer(dir: &Path, pad: &str) -> Result<()> {
 }
 
 fn save(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| EngineError::Io {
-            file: parent.to_path_buf(),
-            source,
-        })?;
-    }
+    create_parent(path)?;
     candle_core::safetensors::save(tensors, path).map_err(|e| EngineError::Weights {
         file: path.to_path_buf(),
         message: e.to_string(),
