@@ -16,6 +16,9 @@ fn vote(p: &str, prompt: &str, left: &str, right: &str, choice: Choice) -> VoteR
         gold: false,
         response_ms: Some(1000),
         created_at: Some(format!("2026-11-{:02}T10:00:00Z", 1 + p.len() % 5)),
+        platform: None,
+        external_id: None,
+        fast: false,
     }
 }
 

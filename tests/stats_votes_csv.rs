@@ -30,6 +30,9 @@ fn round_trip_through_write_and_read() {
             gold: false,
             response_ms: Some(1234),
             created_at: Some("2026-11-27T13:10:00+00:00".into()),
+            platform: None,
+            external_id: None,
+            fast: false,
         },
         VoteRecord {
             participant_id: "p2".into(),
@@ -41,6 +44,9 @@ fn round_trip_through_write_and_read() {
             gold: true,
             response_ms: None,
             created_at: None,
+            platform: None,
+            external_id: None,
+            fast: false,
         },
     ];
     let mut buf = Vec::new();

@@ -1,4 +1,4 @@
-//! `arenaxl export --study SLUG --format votes-csv|pickapic|report-json [--out PATH]`.
+//! `arenaxl export --study SLUG --format votes-csv|participants-csv|pickapic|report-json [--out PATH]`.
 
 use std::path::PathBuf;
 
@@ -16,7 +16,8 @@ use super::serve::{open_database, DbArgs};
 pub struct ExportArgs {
     #[arg(long)]
     pub study: String,
-    /// votes-csv: every vote, as `arenaxl report` reads it; pickapic: a folder with
+    /// votes-csv: every vote, as `arenaxl report` reads it; participants-csv: one line per
+    /// participant with their crowd ID, progress, gold results and status; pickapic: a folder with
     /// data.jsonl in the shape of the Pick-a-Pic preference data and the images;
     /// report-json: the significance report with default settings.
     #[arg(long, default_value = "votes-csv")]
@@ -29,9 +30,12 @@ pub struct ExportArgs {
 }
 
 pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
-    if !matches!(a.format.as_str(), "votes-csv" | "pickapic" | "report-json") {
+    if !matches!(
+        a.format.as_str(),
+        "votes-csv" | "participants-csv" | "pickapic" | "report-json"
+    ) {
         anyhow::bail!(
-            "unknown export format '{}' (votes-csv, pickapic, report-json)",
+            "unknown export format '{}' (votes-csv, participants-csv, pickapic, report-json)",
             a.format
         );
     }
@@ -56,6 +60,7 @@ pub async fn run(a: ExportArgs) -> anyhow::Result<()> {
                 export::live_report(&database.db, &study, ReportSettings::default()).await?;
             crate::report::render::to_json(&report)
         }
+        "participants-csv" => export::participants_csv(&database.db, &study).await?,
         _ => export::votes_csv(&database.db, &study).await?,
     };
     match &a.out {

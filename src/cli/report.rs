@@ -45,6 +45,9 @@ pub struct ReportArgs {
     /// Drop every vote of participants who failed any gold (attention check) row.
     #[arg(long)]
     pub exclude_failed_gold: bool,
+    /// Drop votes flagged as faster than the study's threshold (the `fast` column).
+    #[arg(long)]
+    pub exclude_fast: bool,
     /// Fix one model's rating, e.g. --anchor sdxl=1000 (default: mean rating 1000).
     #[arg(long, value_parser = parse_anchor)]
     pub anchor: Option<Anchor>,
@@ -72,6 +75,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         cluster: args.cluster,
         alpha: args.alpha,
         exclude_failed_gold: args.exclude_failed_gold,
+        exclude_fast: args.exclude_fast,
         anchor: args.anchor,
     };
     let report = build_report(&votes, &settings).context("cannot build the report")?;
@@ -173,6 +177,9 @@ pub fn synthetic_votes(args: &BenchReportArgs) -> Vec<VoteRecord> {
                 gold,
                 response_ms: Some(800 + (uniform() * 6000.0) as i64),
                 created_at,
+                platform: None,
+                external_id: None,
+                fast: false,
             }
         })
         .collect()

@@ -1,4 +1,4 @@
-//! `arenaxl study create|open|close|list`.
+//! `arenaxl study create|open|close [--let-finish]|list`.
 
 use clap::{Args, Subcommand};
 
@@ -13,8 +13,10 @@ pub enum StudyCommand {
     Create(CreateArgs),
     /// Open a study to participants.
     Open(SlugArgs),
-    /// Close a study: no new participants or votes.
-    Close(SlugArgs),
+    /// Close a study: no new participants or votes; participants in progress get their
+    /// completion code with a note that the study ended early. With --let-finish: no new
+    /// participants, but those in progress may finish ("closing").
+    Close(CloseArgs),
     /// List studies.
     List(DbArgs),
 }
@@ -52,6 +54,23 @@ pub struct CreateArgs {
     /// Do not offer "Both bad".
     #[arg(long)]
     pub no_both_bad: bool,
+    /// Votes faster than this (milliseconds) are flagged as fast.
+    #[arg(long, default_value_t = crate::study::DEFAULT_FAST_VOTE_MS)]
+    pub fast_vote_ms: i32,
+    /// An unanswered comparison stops counting in the balance after this many seconds, and
+    /// its pair is handed out again.
+    #[arg(long, default_value_t = crate::study::DEFAULT_ASSIGNMENT_TIMEOUT_S)]
+    pub assignment_timeout_s: i32,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CloseArgs {
+    pub slug: String,
+    /// Take no new participants but let those in progress finish.
+    #[arg(long)]
+    pub let_finish: bool,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -79,6 +98,8 @@ pub async fn run(cmd: StudyCommand) -> anyhow::Result<()> {
                 completion_url: a.completion_url,
                 allow_tie: !a.no_tie,
                 allow_both_bad: !a.no_both_bad,
+                fast_vote_ms: Some(a.fast_vote_ms),
+                assignment_timeout_s: Some(a.assignment_timeout_s),
             })?;
             let database = open_database(&a.db).await?;
             let study = studies::insert(&database.db.pool, &settings).await?;
@@ -94,8 +115,20 @@ pub async fn run(cmd: StudyCommand) -> anyhow::Result<()> {
         }
         StudyCommand::Close(a) => {
             let database = open_database(&a.db).await?;
-            studies::set_status(&database.db.pool, &a.slug, StudyStatus::Closed).await?;
-            println!("study '{}' is closed", a.slug);
+            let status = if a.let_finish {
+                StudyStatus::Closing
+            } else {
+                StudyStatus::Closed
+            };
+            studies::set_status(&database.db.pool, &a.slug, status).await?;
+            if a.let_finish {
+                println!(
+                    "study '{}' is closing: no new participants; those in progress may finish",
+                    a.slug
+                );
+            } else {
+                println!("study '{}' is closed", a.slug);
+            }
         }
         StudyCommand::List(db) => {
             let database = open_database(&db).await?;

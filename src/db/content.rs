@@ -132,7 +132,7 @@ pub async fn rebuild_pairs(
     .bind(study_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(&format!(
+    let added = sqlx::query(&format!(
         "INSERT INTO pairs (id, study_id, prompt_id, model_pair_id, image_a, image_b) \
          SELECT gen_random_uuid(), $1, ia.prompt_id, mp.id, ia.id, ib.id \
          FROM images ia JOIN images ib ON {SAME_ITEM} \
@@ -142,11 +142,21 @@ pub async fn rebuild_pairs(
     ))
     .bind(study_id)
     .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE studies SET pairs_version = pairs_version + 1 WHERE id = $1")
+    .await?
+    .rows_affected();
+    if added > 0 {
+        // Only a changed set of pairs makes schedulers reload their plans. A study set up to
+        // open itself once it has something to compare opens now.
+        sqlx::query(
+            "UPDATE studies SET pairs_version = pairs_version + 1, \
+               status = CASE WHEN open_when_ready AND status = 'draft' THEN 'open' ELSE status END, \
+               open_when_ready = FALSE \
+             WHERE id = $1",
+        )
         .bind(study_id)
         .execute(&mut **tx)
         .await?;
+    }
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM pairs WHERE study_id = $1")
         .bind(study_id)
         .fetch_one(&mut **tx)

@@ -7,29 +7,110 @@ use uuid::Uuid;
 use crate::study::scheduler::PairRow;
 use crate::study::{Choice, ExternalIds, StudyError};
 
-pub async fn insert_participant(
+/// Who joined: the participant, and whether they were already in the study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    pub participant_id: Uuid,
+    pub resumed: bool,
+}
+
+/// Adds a participant holding `token_hash`, or — when someone with the same crowd identity
+/// is already in the study — gives that participant the new token as well. With
+/// `may_add` false (a study that takes no new participants) only the second can happen.
+pub async fn join_participant(
     pool: &PgPool,
     study_id: Uuid,
     token_hash: &str,
     ext: &ExternalIds,
-) -> Result<Uuid, StudyError> {
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO participants (id, study_id, token_hash, prolific_pid, prolific_study_id, prolific_session_id, \
-         mturk_worker_id, mturk_assignment_id, mturk_hit_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    may_add: bool,
+) -> Result<Option<Joined>, StudyError> {
+    let (platform, external_id) = ext.identity().unzip();
+    if may_add {
+        let id = Uuid::new_v4();
+        // The new participant and its token in one statement; a person already known
+        // (the unique identity index) inserts nothing here.
+        let added: Option<Uuid> = sqlx::query_scalar(
+            "WITH ins AS ( \
+               INSERT INTO participants (id, study_id, token_hash, prolific_pid, prolific_study_id, \
+                 prolific_session_id, mturk_worker_id, mturk_assignment_id, mturk_hit_id, platform, external_id) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+               ON CONFLICT (study_id, platform, external_id) WHERE external_id IS NOT NULL DO NOTHING \
+               RETURNING id), \
+             tok AS (INSERT INTO participant_tokens (token_hash, participant_id) SELECT $3, id FROM ins) \
+             SELECT id FROM ins",
+        )
+        .bind(id)
+        .bind(study_id)
+        .bind(token_hash)
+        .bind(&ext.prolific_pid)
+        .bind(&ext.prolific_study_id)
+        .bind(&ext.prolific_session_id)
+        .bind(&ext.mturk_worker_id)
+        .bind(&ext.mturk_assignment_id)
+        .bind(&ext.mturk_hit_id)
+        .bind(platform)
+        .bind(external_id)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(participant_id) = added {
+            return Ok(Some(Joined {
+                participant_id,
+                resumed: false,
+            }));
+        }
+    }
+    let (Some(platform), Some(external_id)) = (platform, external_id) else {
+        return Ok(None);
+    };
+    // A separate statement, so it sees the row a concurrent join just committed.
+    let resumed: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO participant_tokens (token_hash, participant_id) \
+         SELECT $1, id FROM participants WHERE study_id = $2 AND platform = $3 AND external_id = $4 \
+         RETURNING participant_id",
     )
-    .bind(id)
-    .bind(study_id)
     .bind(token_hash)
-    .bind(&ext.prolific_pid)
-    .bind(&ext.prolific_study_id)
-    .bind(&ext.prolific_session_id)
-    .bind(&ext.mturk_worker_id)
-    .bind(&ext.mturk_assignment_id)
-    .bind(&ext.mturk_hit_id)
-    .execute(pool)
+    .bind(study_id)
+    .bind(platform)
+    .bind(external_id)
+    .fetch_optional(pool)
     .await?;
-    Ok(id)
+    Ok(resumed.map(|participant_id| Joined {
+        participant_id,
+        resumed: true,
+    }))
+}
+
+/// Whether someone with this crowd identity is already a participant of the study.
+pub async fn is_known(
+    pool: &PgPool,
+    study_id: Uuid,
+    ext: &ExternalIds,
+) -> Result<bool, StudyError> {
+    let Some((platform, external_id)) = ext.identity() else {
+        return Ok(false);
+    };
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM participants WHERE study_id = $1 AND platform = $2 AND external_id = $3)",
+    )
+    .bind(study_id)
+    .bind(platform)
+    .bind(external_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The study and crowd identity of the participant holding a token, if any.
+pub async fn token_owner(
+    pool: &PgPool,
+    token_hash: &str,
+) -> Result<Option<(Uuid, Option<String>, Option<String>)>, StudyError> {
+    Ok(sqlx::query_as(
+        "SELECT p.study_id, p.platform, p.external_id FROM participant_tokens t \
+         JOIN participants p ON p.id = t.participant_id WHERE t.token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// Everything `next` needs to know about a participant, in one row.
@@ -58,12 +139,11 @@ pub async fn participant_state(
            o.id AS open_assignment, o.text AS open_prompt, \
            ARRAY(SELECT a.prompt_id FROM assignments a WHERE a.participant_id = p.id AND NOT a.gold ORDER BY a.id) AS seen_prompts, \
            ARRAY(SELECT a.model_pair_id FROM assignments a WHERE a.participant_id = p.id AND NOT a.gold ORDER BY a.id) AS seen_model_pairs \
-         FROM participants p JOIN studies s ON s.id = p.study_id \
+         FROM participant_tokens t JOIN participants p ON p.id = t.participant_id JOIN studies s ON s.id = p.study_id \
          LEFT JOIN LATERAL ( \
            SELECT a.id, pr.text FROM assignments a JOIN prompts pr ON pr.id = a.prompt_id \
-           WHERE a.participant_id = p.id AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.assignment_id = a.id) \
-           ORDER BY a.issued_at DESC LIMIT 1) o ON TRUE \
-         WHERE p.token_hash = $1",
+           WHERE a.participant_id = p.id AND a.closed_at IS NULL) o ON TRUE \
+         WHERE t.token_hash = $1",
     )
     .bind(token_hash)
     .fetch_optional(pool)
@@ -71,8 +151,18 @@ pub async fn participant_state(
     Ok(row)
 }
 
-/// Stores an assignment; `Ok(false)` when the participant already has this prompt and
-/// model pair (a concurrent request won the race).
+/// What became of an assignment the scheduler chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Stored,
+    /// The participant already has an open assignment (a concurrent request stored it).
+    AlreadyOpen,
+    /// The participant has already had this prompt and model pair.
+    Seen,
+}
+
+/// Stores an assignment. The unique indexes decide races: one open assignment per
+/// participant, never the same prompt and model pair twice.
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_assignment(
     pool: &PgPool,
@@ -85,7 +175,7 @@ pub async fn insert_assignment(
     left_image: Uuid,
     right_image: Uuid,
     gold_broken_side: Option<&str>,
-) -> Result<bool, StudyError> {
+) -> Result<Stored, StudyError> {
     let result = sqlx::query(
         "INSERT INTO assignments (id, participant_id, study_id, pair_id, prompt_id, model_pair_id, left_image, \
          right_image, gold, gold_broken_side) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -103,8 +193,14 @@ pub async fn insert_assignment(
     .execute(pool)
     .await;
     match result {
-        Ok(_) => Ok(true),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Ok(_) => Ok(Stored::Stored),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            if e.constraint() == Some("assignments_one_open") {
+                Ok(Stored::AlreadyOpen)
+            } else {
+                Ok(Stored::Seen)
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -116,14 +212,24 @@ pub struct VoteResult {
     pub mine: bool,
     pub study_open: bool,
     pub allowed: bool,
+    /// The participant still had votes to give (their target not reached).
+    pub room: bool,
+    /// A vote was there before this statement.
+    pub voted: bool,
     pub inserted: bool,
     pub pair_id: Option<Uuid>,
     pub study_id: Option<Uuid>,
 }
 
 /// Records a vote if the assignment exists, belongs to the token's participant, its study
-/// is open, the choice is offered and no vote is there yet; counts it in the same statement.
-/// `response_ms` None means "time since the assignment was issued" (pages without script).
+/// takes votes, the choice is offered, the participant's target is not reached and no vote
+/// is there yet; counts it and closes the assignment in the same statement.
+///
+/// Timing: `response_ms` is the client's measure; `None` (pages without script) means the
+/// server's: from when both images were served, else from when the assignment was issued.
+/// The server's own measure is stored beside it, and the vote is flagged `fast` when
+/// either is below the study's threshold — a client cannot hide a fast vote by claiming
+/// a slow one.
 pub async fn record_vote(
     pool: &PgPool,
     assignment_id: Uuid,
@@ -133,24 +239,35 @@ pub async fn record_vote(
 ) -> Result<VoteResult, StudyError> {
     let row = sqlx::query_as::<_, VoteResult>(
         "WITH a AS ( \
-           SELECT a.id, a.participant_id, a.pair_id, a.study_id, a.issued_at, p.token_hash = $2 AS mine, \
-             s.status = 'open' AS study_open, \
-             ($3 IN ('left', 'right') OR ($3 = 'tie' AND s.allow_tie) OR ($3 = 'both_bad' AND s.allow_both_bad)) AS allowed \
+           SELECT a.id, a.participant_id, a.pair_id, a.study_id, s.fast_vote_ms, \
+             EXISTS (SELECT 1 FROM participant_tokens t WHERE t.participant_id = a.participant_id AND t.token_hash = $2) AS mine, \
+             s.status IN ('open', 'closing') AS study_open, \
+             ($3 IN ('left', 'right') OR ($3 = 'tie' AND s.allow_tie) OR ($3 = 'both_bad' AND s.allow_both_bad)) AS allowed, \
+             p.votes_done < s.votes_per_participant AS room, \
+             EXISTS (SELECT 1 FROM votes v WHERE v.assignment_id = a.id) AS voted, \
+             CASE WHEN a.left_served_at IS NOT NULL AND a.right_served_at IS NOT NULL THEN \
+               LEAST(extract(epoch FROM now() - GREATEST(a.left_served_at, a.right_served_at)) * 1000, 2147483647)::int END AS server_ms, \
+             LEAST(extract(epoch FROM now() - a.issued_at) * 1000, 2147483647)::int AS issued_ms \
            FROM assignments a JOIN participants p ON p.id = a.participant_id JOIN studies s ON s.id = a.study_id \
            WHERE a.id = $1), \
          ins AS ( \
-           INSERT INTO votes (id, assignment_id, choice, response_ms) \
-           SELECT $5, a.id, $3, COALESCE($4, LEAST(extract(epoch FROM now() - a.issued_at) * 1000, 2147483647)::int) \
-           FROM a WHERE a.mine AND a.study_open AND a.allowed \
+           INSERT INTO votes (id, assignment_id, choice, response_ms, server_ms, fast) \
+           SELECT $5, a.id, $3, COALESCE($4, a.server_ms, a.issued_ms), a.server_ms, \
+             COALESCE($4, a.server_ms, a.issued_ms) < a.fast_vote_ms OR COALESCE(a.server_ms < a.fast_vote_ms, FALSE) \
+           FROM a WHERE a.mine AND a.study_open AND a.allowed AND a.room \
            ON CONFLICT (assignment_id) DO NOTHING RETURNING assignment_id), \
          up AS ( \
            UPDATE participants SET votes_done = votes_done + 1 \
            WHERE id = (SELECT participant_id FROM a) AND EXISTS (SELECT 1 FROM ins) RETURNING id), \
          upp AS ( \
            UPDATE pairs SET votes = votes + 1 \
-           WHERE id = (SELECT pair_id FROM a) AND EXISTS (SELECT 1 FROM ins) RETURNING id) \
+           WHERE id = (SELECT pair_id FROM a) AND EXISTS (SELECT 1 FROM ins) RETURNING id), \
+         cl AS ( \
+           UPDATE assignments SET closed_at = now() \
+           WHERE id = $1 AND EXISTS (SELECT 1 FROM ins) RETURNING id) \
          SELECT EXISTS (SELECT 1 FROM a) AS found, COALESCE((SELECT mine FROM a), FALSE) AS mine, \
            COALESCE((SELECT study_open FROM a), FALSE) AS study_open, COALESCE((SELECT allowed FROM a), FALSE) AS allowed, \
+           COALESCE((SELECT room FROM a), FALSE) AS room, COALESCE((SELECT voted FROM a), FALSE) AS voted, \
            EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT pair_id FROM a) AS pair_id, (SELECT study_id FROM a) AS study_id",
     )
     .bind(assignment_id)
@@ -163,31 +280,57 @@ pub async fn record_vote(
     Ok(row)
 }
 
-/// The stored file shown on one side of an assignment (the broken one for a gold check).
-pub async fn image_file(
+/// The stored files an assignment shows (the broken one on a gold check's broken side),
+/// left and right, for the participant holding `token_hash` only. Records when `side` was
+/// first served, so the server can time the answer from when both images were there.
+pub async fn assignment_images(
     pool: &PgPool,
     assignment_id: Uuid,
+    token_hash: &str,
     left: bool,
-) -> Result<Option<String>, StudyError> {
+) -> Result<Option<(String, String)>, StudyError> {
     let side = if left { "left" } else { "right" };
-    let file: Option<String> = sqlx::query_scalar(
-        "SELECT CASE WHEN a.gold AND a.gold_broken_side = $2 THEN i.broken_file ELSE i.file END \
-         FROM assignments a JOIN images i ON i.id = CASE WHEN $2 = 'left' THEN a.left_image ELSE a.right_image END \
-         WHERE a.id = $1",
+    let files: Option<(String, String)> = sqlx::query_as(
+        "WITH a AS ( \
+           SELECT a.id, a.gold, a.gold_broken_side, a.left_image, a.right_image, \
+             CASE WHEN $2 = 'left' THEN a.left_served_at ELSE a.right_served_at END AS served_at \
+           FROM assignments a \
+           WHERE a.id = $1 AND EXISTS (SELECT 1 FROM participant_tokens t \
+             WHERE t.participant_id = a.participant_id AND t.token_hash = $3)), \
+         u AS ( \
+           UPDATE assignments SET \
+             left_served_at = CASE WHEN $2 = 'left' THEN now() ELSE left_served_at END, \
+             right_served_at = CASE WHEN $2 = 'right' THEN now() ELSE right_served_at END \
+           WHERE id = (SELECT id FROM a WHERE served_at IS NULL) RETURNING id) \
+         SELECT CASE WHEN a.gold AND a.gold_broken_side = 'left' THEN il.broken_file ELSE il.file END, \
+           CASE WHEN a.gold AND a.gold_broken_side = 'right' THEN ir.broken_file ELSE ir.file END \
+         FROM a JOIN images il ON il.id = a.left_image JOIN images ir ON ir.id = a.right_image",
     )
     .bind(assignment_id)
     .bind(side)
+    .bind(token_hash)
     .fetch_optional(pool)
     .await?;
-    Ok(file)
+    Ok(files)
 }
 
-/// Loads a study's pairs with their assignment and vote counts, and the images usable
-/// for gold checks.
-pub async fn load_plan_rows(
-    pool: &PgPool,
-    study_id: Uuid,
-) -> Result<(Vec<PairRow>, Vec<(Uuid, Uuid, String)>), StudyError> {
+/// An unanswered assignment that still counts in the balance, with its age.
+#[derive(Debug, Clone, FromRow)]
+pub struct OpenRow {
+    pub id: Uuid,
+    pub pair_id: Uuid,
+    pub age_ms: i64,
+}
+
+/// A study's pairs with their counts (votes, plus open assignments younger than the
+/// study's timeout), those open assignments, and the images usable for gold checks.
+pub struct PlanRows {
+    pub pairs: Vec<PairRow>,
+    pub open: Vec<OpenRow>,
+    pub gold: Vec<(Uuid, Uuid, String)>,
+}
+
+pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, StudyError> {
     #[derive(FromRow)]
     struct Row {
         id: Uuid,
@@ -201,8 +344,20 @@ pub async fn load_plan_rows(
     }
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT p.id, p.prompt_id, pr.text, p.model_pair_id, p.image_a, p.image_b, p.votes, \
-           (SELECT count(*) FROM assignments a WHERE a.pair_id = p.id) AS issued \
-         FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id WHERE p.study_id = $1 ORDER BY p.id",
+           p.votes + (SELECT count(*) FROM assignments a WHERE a.pair_id = p.id AND a.closed_at IS NULL \
+             AND a.issued_at > now() - make_interval(secs => s.assignment_timeout_s)) AS issued \
+         FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id JOIN studies s ON s.id = p.study_id \
+         WHERE p.study_id = $1 ORDER BY p.id",
+    )
+    .bind(study_id)
+    .fetch_all(pool)
+    .await?;
+    let open: Vec<OpenRow> = sqlx::query_as(
+        "SELECT a.id, a.pair_id, (extract(epoch FROM now() - a.issued_at) * 1000)::bigint AS age_ms \
+         FROM assignments a JOIN studies s ON s.id = a.study_id \
+         WHERE a.study_id = $1 AND a.pair_id IS NOT NULL AND a.closed_at IS NULL \
+           AND a.issued_at > now() - make_interval(secs => s.assignment_timeout_s) \
+         ORDER BY a.issued_at",
     )
     .bind(study_id)
     .fetch_all(pool)
@@ -227,7 +382,7 @@ pub async fn load_plan_rows(
             votes: r.votes.max(0) as u64,
         })
         .collect();
-    Ok((pairs, gold))
+    Ok(PlanRows { pairs, open, gold })
 }
 
 pub async fn pairs_version(pool: &PgPool, study_id: Uuid) -> Result<i64, StudyError> {

@@ -22,6 +22,8 @@ struct StudyRow {
     completion_url: String,
     status: String,
     pairs_version: i64,
+    fast_vote_ms: i32,
+    assignment_timeout_s: i32,
 }
 
 impl TryFrom<StudyRow> for Study {
@@ -43,20 +45,23 @@ impl TryFrom<StudyRow> for Study {
             completion_url: r.completion_url,
             status: StudyStatus::parse(&r.status)?,
             pairs_version: r.pairs_version,
+            fast_vote_ms: r.fast_vote_ms,
+            assignment_timeout_s: r.assignment_timeout_s,
         })
     }
 }
 
 const COLUMNS: &str =
     "id, slug, title, question, instructions, consent_text, notice, votes_per_participant, \
-    allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, status, pairs_version";
+    allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, status, pairs_version, fast_vote_ms, \
+    assignment_timeout_s";
 
 type StudyQuery<'q> =
     sqlx::query::QueryAs<'q, sqlx::Postgres, StudyRow, sqlx::postgres::PgArguments>;
 
 /// Binds the settings an insert and an update both write, in this order: title, question,
 /// instructions, consent text, notice, votes per participant, allow tie, allow both bad,
-/// gold rate, completion code, completion URL.
+/// gold rate, completion code, completion URL, fast-vote threshold, assignment timeout.
 fn bind_settings<'q>(q: StudyQuery<'q>, s: &'q StudySettings) -> StudyQuery<'q> {
     q.bind(&s.title)
         .bind(&s.question)
@@ -69,6 +74,8 @@ fn bind_settings<'q>(q: StudyQuery<'q>, s: &'q StudySettings) -> StudyQuery<'q> 
         .bind(s.gold_rate)
         .bind(&s.completion_code)
         .bind(&s.completion_url)
+        .bind(s.fast_vote_ms)
+        .bind(s.assignment_timeout_s)
 }
 
 pub async fn insert(
@@ -77,8 +84,9 @@ pub async fn insert(
 ) -> Result<Study, StudyError> {
     let sql = format!(
         "INSERT INTO studies (id, slug, title, question, instructions, consent_text, notice, \
-         votes_per_participant, allow_tie, allow_both_bad, gold_rate, completion_code, completion_url) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+         votes_per_participant, allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, \
+         fast_vote_ms, assignment_timeout_s) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {COLUMNS}"
     );
     let query = sqlx::query_as(&sql)
         .bind(Uuid::new_v4())
@@ -98,7 +106,8 @@ pub async fn update(pool: &PgPool, id: Uuid, s: &StudySettings) -> Result<Study,
     let sql = format!(
         "UPDATE studies SET title = $2, question = $3, instructions = $4, consent_text = $5, notice = $6, \
          votes_per_participant = $7, allow_tie = $8, allow_both_bad = $9, gold_rate = $10, \
-         completion_code = $11, completion_url = $12 WHERE id = $1 RETURNING {COLUMNS}"
+         completion_code = $11, completion_url = $12, fast_vote_ms = $13, assignment_timeout_s = $14 \
+         WHERE id = $1 RETURNING {COLUMNS}"
     );
     let query = sqlx::query_as(&sql).bind(id);
     let row: StudyRow = bind_settings(query, s)
@@ -137,18 +146,40 @@ pub async fn list(pool: &PgPool) -> Result<Vec<Study>, StudyError> {
     rows.into_iter().map(Study::try_from).collect()
 }
 
+/// Sets a study's status. Opening needs at least one live pair (two images of the same
+/// prompt from different models): participants of a study with nothing to compare could
+/// only be turned away.
 pub async fn set_status(
     pool: impl sqlx::PgExecutor<'_>,
     slug: &str,
     status: StudyStatus,
 ) -> Result<(), StudyError> {
-    let done = sqlx::query("UPDATE studies SET status = $2 WHERE slug = $1")
-        .bind(slug)
-        .bind(status.as_str())
+    let row: Option<(bool,)> = sqlx::query_as(
+        "WITH s AS (SELECT id, status, EXISTS (SELECT 1 FROM pairs p WHERE p.study_id = studies.id) AS live \
+                    FROM studies WHERE slug = $1), \
+         up AS (UPDATE studies SET status = $2 FROM s \
+                WHERE studies.id = s.id AND ($2 <> 'open' OR s.live OR s.status = 'open') RETURNING studies.id) \
+         SELECT EXISTS (SELECT 1 FROM up) FROM s",
+    )
+    .bind(slug)
+    .bind(status.as_str())
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        None => Err(StudyError::NotFound(format!("study '{slug}'"))),
+        Some((true,)) => Ok(()),
+        Some((false,)) => Err(StudyError::Conflict(format!(
+            "study '{slug}' has no pair of images to compare yet (two images of one prompt from \
+             different models); import or generate images before opening it"
+        ))),
+    }
+}
+
+/// Marks a draft study to open itself as soon as its first pair of images exists.
+pub async fn open_when_ready(pool: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<(), StudyError> {
+    sqlx::query("UPDATE studies SET open_when_ready = TRUE WHERE id = $1 AND status = 'draft'")
+        .bind(id)
         .execute(pool)
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(StudyError::NotFound(format!("study '{slug}'")));
-    }
     Ok(())
 }

@@ -27,7 +27,7 @@ use crate::distill::{DistillError, Keep};
 use crate::engine::config::{read_json, UNetConfig};
 use crate::engine::device::parse_dtype;
 use crate::study::prompts::NewPrompt;
-use crate::study::{Study, StudySettings, StudyStatus};
+use crate::study::{Study, StudySettings};
 
 use super::generate::{enqueue_generation, GenerationRequest, Sampling};
 use super::models::{inspect_folder, model_folder};
@@ -597,7 +597,8 @@ pub async fn compare_with_teacher(
             prompt_ids.push(id);
         }
     }
-    crate::db::studies::set_status(&mut *tx, study.slug.as_str(), StudyStatus::Open).await?;
+    // It opens itself when the first pair of teacher and student images exists.
+    crate::db::studies::open_when_ready(&mut *tx, study.id).await?;
     let (jobs, _) = enqueue_generation(
         &mut tx,
         &GenerationRequest {

@@ -22,11 +22,19 @@ pub fn build_report(
     let gold = participants::summarise(votes);
     let mut summary = gold.summary;
     let exclude = settings.exclude_failed_gold;
-    let keep = |v: &VoteRecord| !(exclude && gold.failed.contains(v.participant_id.as_str()));
+    let keep_person =
+        |v: &VoteRecord| !(exclude && gold.failed.contains(v.participant_id.as_str()));
     if exclude {
         summary.excluded = gold.failed.len() as u64;
-        summary.excluded_votes = votes.iter().filter(|v| !v.gold && !keep(v)).count() as u64;
+        summary.excluded_votes = votes.iter().filter(|v| !v.gold && !keep_person(v)).count() as u64;
     }
+    if settings.exclude_fast {
+        summary.excluded_fast_votes = votes
+            .iter()
+            .filter(|v| !v.gold && v.fast && keep_person(v))
+            .count() as u64;
+    }
+    let keep = |v: &VoteRecord| keep_person(v) && !(settings.exclude_fast && v.fast);
     let ds = dataset::build(votes, keep);
 
     let counts = pairs::count(ds.pairs.len(), ds.votes.iter());

@@ -101,13 +101,19 @@ pub struct Participants {
     pub gold_pass_rate: Option<f64>,
     /// Participants with a gold pass rate below 1 (at least one failed check).
     pub failed_gold: u64,
+    /// Their crowd IDs (the internal ID where there is none), to reject submissions by.
     pub failed_gold_ids: Vec<String>,
+    /// Votes answered faster than the study's threshold, and who gave them (crowd IDs).
+    pub fast_votes: u64,
+    pub fast_participant_ids: Vec<String>,
     /// Participants grouped by their gold results: how many had `gold_passed` of
     /// `gold_rows` checks right (participants without gold rows are not listed).
     pub gold_results: Vec<GoldResult>,
     /// Participants whose votes `--exclude-failed-gold` removed (0 when not set).
     pub excluded: u64,
     pub excluded_votes: u64,
+    /// Fast votes that `--exclude-fast` removed (0 when not set).
+    pub excluded_fast_votes: u64,
     /// Median response time over every row with one; null when none has.
     pub median_response_ms: Option<f64>,
 }

@@ -17,9 +17,17 @@ pub(crate) struct GoldSummary<'a> {
 pub(crate) fn summarise(votes: &[VoteRecord]) -> GoldSummary<'_> {
     let mut gold: HashMap<&str, (u64, u64)> = HashMap::new();
     let mut everyone: HashSet<&str> = HashSet::new();
+    let mut person: HashMap<&str, &str> = HashMap::new();
+    let mut fast: HashSet<&str> = HashSet::new();
+    let mut fast_votes = 0u64;
     let mut times: Vec<i64> = Vec::new();
     for v in votes {
         everyone.insert(&v.participant_id);
+        person.insert(&v.participant_id, v.person());
+        if v.fast {
+            fast_votes += 1;
+            fast.insert(v.person());
+        }
         if let Some(ms) = v.response_ms {
             times.push(ms);
         }
@@ -36,8 +44,13 @@ pub(crate) fn summarise(votes: &[VoteRecord]) -> GoldSummary<'_> {
         .filter(|(_, (n, p))| p < n)
         .map(|(id, _)| *id)
         .collect();
-    let mut failed_ids: Vec<String> = failed.iter().map(|s| s.to_string()).collect();
+    let mut failed_ids: Vec<String> = failed
+        .iter()
+        .map(|id| person.get(id).copied().unwrap_or(id).to_string())
+        .collect();
     failed_ids.sort();
+    let mut fast_ids: Vec<String> = fast.iter().map(|s| s.to_string()).collect();
+    fast_ids.sort();
     let mut groups: HashMap<(u64, u64), u64> = HashMap::new();
     for &(rows, passed) in gold.values() {
         *groups.entry((rows, passed)).or_default() += 1;
@@ -60,9 +73,12 @@ pub(crate) fn summarise(votes: &[VoteRecord]) -> GoldSummary<'_> {
             gold_pass_rate: (gold_rows > 0).then(|| gold_passed as f64 / gold_rows as f64),
             failed_gold: failed.len() as u64,
             failed_gold_ids: failed_ids,
+            fast_votes,
+            fast_participant_ids: fast_ids,
             gold_results,
             excluded: 0,
             excluded_votes: 0,
+            excluded_fast_votes: 0,
             median_response_ms: median(&mut times),
         },
         failed,

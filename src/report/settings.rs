@@ -68,6 +68,8 @@ pub struct ReportSettings {
     pub alpha: f64,
     /// Drop every vote of participants who failed a gold (attention check) row.
     pub exclude_failed_gold: bool,
+    /// Drop votes flagged as faster than the study's threshold.
+    pub exclude_fast: bool,
     pub anchor: Option<Anchor>,
 }
 
@@ -79,6 +81,7 @@ impl Default for ReportSettings {
             cluster: Cluster::Participant,
             alpha: 0.05,
             exclude_failed_gold: false,
+            exclude_fast: false,
             anchor: None,
         }
     }

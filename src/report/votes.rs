@@ -38,7 +38,7 @@ impl std::str::FromStr for Choice {
     }
 }
 
-/// One row of the votes CSV: `participant_id,prompt_id,model_left,model_right,choice,category,gold,response_ms,created_at`.
+/// One row of the votes CSV: `participant_id,prompt_id,model_left,model_right,choice,category,gold,response_ms,created_at,platform,external_id,fast`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VoteRecord {
     pub participant_id: String,
@@ -51,6 +51,15 @@ pub struct VoteRecord {
     pub response_ms: Option<i64>,
     /// RFC 3339 timestamp.
     pub created_at: Option<String>,
+    /// The crowd platform (`prolific`, `mturk`) and the participant's ID there, so a
+    /// researcher can approve or reject submissions; absent for anonymous participants.
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Answered faster than the study's threshold.
+    #[serde(default)]
+    pub fast: bool,
 }
 
 /// Suffix that marks the deliberately broken image's model name in a gold (attention
@@ -66,8 +75,9 @@ pub const REQUIRED_COLUMNS: [&str; 5] = [
     "choice",
 ];
 
-/// Column order `write_votes_csv` uses (the platform's export format).
-pub const CSV_HEADER: [&str; 9] = [
+/// Column order `write_votes_csv` uses (the platform's export format). The last three were
+/// appended later; files without them still read.
+pub const CSV_HEADER: [&str; 12] = [
     "participant_id",
     "prompt_id",
     "model_left",
@@ -77,6 +87,9 @@ pub const CSV_HEADER: [&str; 9] = [
     "gold",
     "response_ms",
     "created_at",
+    "platform",
+    "external_id",
+    "fast",
 ];
 
 /// Why a votes file was rejected; every variant names the file and, where there is one,
@@ -124,6 +137,12 @@ impl VotesError {
 }
 
 impl VoteRecord {
+    /// How the participant is named in lists a researcher acts on: their crowd ID when
+    /// there is one, else the platform's internal ID.
+    pub fn person(&self) -> &str {
+        self.external_id.as_deref().unwrap_or(&self.participant_id)
+    }
+
     /// For a gold row: whether the participant picked the side that is not broken.
     /// `None` for comparison rows.
     pub fn gold_passed(&self) -> Option<bool> {
@@ -181,6 +200,7 @@ pub fn read_votes_csv<R: std::io::Read>(
         col("response_ms"),
         col("created_at"),
     );
+    let (c_platform, c_external, c_fast) = (col("platform"), col("external_id"), col("fast"));
 
     let mut votes = Vec::new();
     let mut record = csv::StringRecord::new();
@@ -249,6 +269,11 @@ pub fn read_votes_csv<R: std::io::Read>(
             }
             None => None,
         };
+        let fast = match optional(c_fast) {
+            Some(v) => parse_bool(v)
+                .ok_or_else(|| fail("fast", format!("'{v}' is not a bool (true/false/1/0)")))?,
+            None => false,
+        };
         let left_broken = model_left.ends_with(BROKEN_MARKER);
         let right_broken = model_right.ends_with(BROKEN_MARKER);
         if gold {
@@ -290,6 +315,9 @@ pub fn read_votes_csv<R: std::io::Read>(
             gold,
             response_ms,
             created_at,
+            platform: optional(c_platform).map(str::to_string),
+            external_id: optional(c_external).map(str::to_string),
+            fast,
         });
     }
     Ok(votes)
@@ -313,6 +341,9 @@ pub fn write_votes_csv<W: std::io::Write>(writer: W, votes: &[VoteRecord]) -> st
             if v.gold { "true" } else { "false" },
             ms.as_str(),
             v.created_at.as_deref().unwrap_or(""),
+            v.platform.as_deref().unwrap_or(""),
+            v.external_id.as_deref().unwrap_or(""),
+            if v.fast { "true" } else { "false" },
         ])?;
     }
     w.flush()

@@ -2,15 +2,17 @@
 //! server-rendered pages and the JSON API; neither knows the rules behind it.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::db::participation::Stored;
 use crate::db::{participation as q, studies, Db};
 
-use super::scheduler::{lock, Pick, Scheduler, StudyPlan};
+use super::scheduler::{lock, OpenAssignment, Pick, Scheduler, StudyPlan};
 use super::{Choice, ExternalIds, Study, StudyError, StudyStatus};
 
 /// The secret a participant's browser or client holds; only its hash is stored.
@@ -50,6 +52,9 @@ pub enum Next {
     Done {
         completion_code: String,
         redirect_url: Option<String>,
+        /// The study was closed before the participant reached the target: they get the
+        /// code for the work they did.
+        ended_early: bool,
     },
 }
 
@@ -59,92 +64,153 @@ pub enum VoteOutcome {
     AlreadyRecorded,
 }
 
-/// Joins a study: checks it is open and stores a new participant.
+/// Joins a study. One person is one participant: joining again with the same crowd ID
+/// (Prolific's PID, MTurk's worker ID) — another device, the API, after finishing —
+/// resumes that participant with a new token. `current` is a token the client already
+/// holds (the pages' cookie): an anonymous participant of this study keeps it. New
+/// participants only join open studies; known ones may come back to a closing or closed
+/// study to finish or to see their completion code.
 pub async fn join(
     db: &Db,
     slug: &str,
     external: ExternalIds,
+    current: Option<&ParticipantToken>,
 ) -> Result<(Study, ParticipantToken), StudyError> {
     let external = external.validated()?;
     let study = studies::by_slug(&db.pool, slug).await?;
-    if study.status != StudyStatus::Open {
+    if study.status == StudyStatus::Draft {
         return Err(StudyError::NotOpen);
     }
+    if let Some(token) = current {
+        if let Some((study_id, platform, external_id)) =
+            q::token_owner(&db.pool, &token.hash()).await?
+        {
+            let same_person = match external.identity() {
+                None => true,
+                Some((p, e)) => platform.as_deref() == Some(p) && external_id.as_deref() == Some(e),
+            };
+            if study_id == study.id && same_person {
+                return Ok((study, token.clone()));
+            }
+        }
+    }
     let token = ParticipantToken::generate();
-    q::insert_participant(&db.pool, study.id, &token.hash(), &external).await?;
-    Ok((study, token))
+    let may_add = study.status == StudyStatus::Open;
+    match q::join_participant(&db.pool, study.id, &token.hash(), &external, may_add).await? {
+        Some(_) => Ok((study, token)),
+        None => Err(StudyError::NotOpen),
+    }
+}
+
+/// Whether a person with these crowd IDs may see the study's start page: anyone while it is
+/// open, and people already in it while it is closing or closed (to resume, or to get
+/// their completion code again).
+pub async fn may_enter(db: &Db, study: &Study, external: &ExternalIds) -> Result<bool, StudyError> {
+    Ok(match study.status {
+        StudyStatus::Open => true,
+        StudyStatus::Draft => false,
+        StudyStatus::Closing | StudyStatus::Closed => {
+            q::is_known(&db.pool, study.id, external).await?
+        }
+    })
 }
 
 async fn plan_for(
     db: &Db,
     scheduler: &Scheduler,
-    study_id: Uuid,
+    study: &Study,
     version: i64,
 ) -> Result<std::sync::Arc<std::sync::Mutex<StudyPlan>>, StudyError> {
-    if let Some(plan) = scheduler.current(study_id, version) {
+    let timeout = Duration::from_secs(study.assignment_timeout_s.max(1) as u64);
+    if let Some(plan) = scheduler.current(study.id, version) {
+        lock(&plan).timeout = timeout;
         return Ok(plan);
     }
-    let (rows, gold) = q::load_plan_rows(&db.pool, study_id).await?;
+    let rows = q::load_plan_rows(&db.pool, study.id).await?;
     // Loading is not atomic with the version read; re-read it so a concurrent import is not missed.
-    let version_now = q::pairs_version(&db.pool, study_id).await?;
+    let version_now = q::pairs_version(&db.pool, study.id).await?;
+    let open = rows
+        .open
+        .into_iter()
+        .map(|o| OpenAssignment {
+            id: o.id,
+            pair_id: o.pair_id,
+            age: Duration::from_millis(o.age_ms.max(0) as u64),
+        })
+        .collect();
     Ok(scheduler.install(
-        study_id,
-        StudyPlan::new(version_now.min(version), rows, gold),
+        study.id,
+        StudyPlan::new(
+            version_now.min(version),
+            rows.pairs,
+            rows.gold,
+            open,
+            timeout,
+        ),
     ))
 }
 
 /// The participant's current comparison (the unanswered one, if any), a new one, or the end.
+/// Concurrent calls with one token get the same assignment: the database holds at most one
+/// open assignment per participant, and whoever loses that race reads the winner's.
 pub async fn next(
     db: &Db,
     scheduler: &Scheduler,
     token: &ParticipantToken,
 ) -> Result<(Study, Next), StudyError> {
-    let (study, next) = next_inner(db, scheduler, token).await?;
-    Ok((study, next))
-}
-
-async fn next_inner(
-    db: &Db,
-    scheduler: &Scheduler,
-    token: &ParticipantToken,
-) -> Result<(Study, Next), StudyError> {
-    let state = q::participant_state(&db.pool, &token.hash())
+    let mut state = q::participant_state(&db.pool, &token.hash())
         .await?
         .ok_or(StudyError::Unauthenticated)?;
     let study = studies::by_slug(&db.pool, &state.slug).await?;
-    if study.status != StudyStatus::Open && state.votes_done < study.votes_per_participant {
-        return Err(StudyError::NotOpen);
+    let done = |state: &q::ParticipantState, ended_early: bool| Next::Done {
+        completion_code: study.completion_code.clone(),
+        redirect_url: state.is_prolific.then(|| study.redirect_url()),
+        ended_early,
+    };
+    if state.votes_done >= study.votes_per_participant {
+        let next = done(&state, false);
+        return Ok((study, next));
+    }
+    match study.status {
+        StudyStatus::Draft => return Err(StudyError::NotOpen),
+        StudyStatus::Closed => {
+            let next = done(&state, true);
+            return Ok((study, next));
+        }
+        StudyStatus::Open | StudyStatus::Closing => {}
     }
     let progress = Progress {
         done: state.votes_done,
         target: study.votes_per_participant,
     };
-    let done = || Next::Done {
-        completion_code: study.completion_code.clone(),
-        redirect_url: state.is_prolific.then(|| study.redirect_url()),
-    };
-    if state.votes_done >= study.votes_per_participant {
-        return Ok((study.clone(), done()));
-    }
-    if let (Some(id), Some(prompt)) = (state.open_assignment, state.open_prompt.clone()) {
-        return Ok((
-            study.clone(),
-            Next::Compare(Comparison {
-                assignment_id: id,
-                prompt,
-                progress,
-            }),
-        ));
-    }
-    let seen: HashSet<(Uuid, Uuid)> = state
-        .seen_prompts
-        .iter()
-        .copied()
-        .zip(state.seen_model_pairs.iter().copied())
-        .collect();
-    let plan = plan_for(db, scheduler, state.study_id, state.pairs_version).await?;
-    // Two tries: a concurrent request of the same participant may take the chosen pair first.
-    for _ in 0..2 {
+    let mut plan = None;
+    // Each round either returns or learns something (a concurrent request's assignment,
+    // a pair this participant has now seen); a few rounds cover any realistic race.
+    for _ in 0..8 {
+        if let (Some(id), Some(prompt)) = (state.open_assignment, state.open_prompt.clone()) {
+            return Ok((
+                study,
+                Next::Compare(Comparison {
+                    assignment_id: id,
+                    prompt,
+                    progress,
+                }),
+            ));
+        }
+        let plan = match &plan {
+            Some(p) => std::sync::Arc::clone(p),
+            None => {
+                let p = plan_for(db, scheduler, &study, state.pairs_version).await?;
+                plan = Some(std::sync::Arc::clone(&p));
+                p
+            }
+        };
+        let seen: HashSet<(Uuid, Uuid)> = state
+            .seen_prompts
+            .iter()
+            .copied()
+            .zip(state.seen_model_pairs.iter().copied())
+            .collect();
         let (pick, prompt) = {
             let mut plan = lock(&plan);
             let Some(pick) = plan.pick(&seen, study.gold_rate, &mut rand::thread_rng()) else {
@@ -157,72 +223,95 @@ async fn next_inner(
             (pick, prompt)
         };
         let id = Uuid::new_v4();
-        let stored = match &pick {
-            Pick::Pair {
-                pair_id,
-                prompt_id,
-                model_pair_id,
-                left_image,
-                right_image,
-            } => {
-                let ok = q::insert_assignment(
-                    &db.relaxed,
-                    id,
-                    state.participant_id,
-                    state.study_id,
-                    Some(*pair_id),
-                    *prompt_id,
-                    Some(*model_pair_id),
-                    *left_image,
-                    *right_image,
-                    None,
-                )
-                .await?;
-                if !ok {
-                    lock(&plan).unissue(*pair_id);
+        let issued_at = Instant::now();
+        let (stored, pair) = store_pick(db, &state, id, &pick).await?;
+        match stored {
+            Stored::Stored => {
+                if let Some(pair) = pair {
+                    lock(&plan).opened(id, pair, issued_at);
                 }
-                ok
+                return Ok((
+                    study,
+                    Next::Compare(Comparison {
+                        assignment_id: id,
+                        prompt,
+                        progress,
+                    }),
+                ));
             }
-            Pick::Gold {
-                prompt_id,
-                image,
-                broken_side_left,
-            } => {
-                let side = if *broken_side_left { "left" } else { "right" };
-                q::insert_assignment(
-                    &db.relaxed,
-                    id,
-                    state.participant_id,
-                    state.study_id,
-                    None,
-                    *prompt_id,
-                    None,
-                    *image,
-                    *image,
-                    Some(side),
-                )
-                .await?
+            Stored::AlreadyOpen | Stored::Seen => {
+                if let Some(pair) = pair {
+                    lock(&plan).unissue(pair);
+                }
+                state = q::participant_state(&db.pool, &token.hash())
+                    .await?
+                    .ok_or(StudyError::Unauthenticated)?;
             }
-        };
-        if stored {
-            return Ok((
-                study.clone(),
-                Next::Compare(Comparison {
-                    assignment_id: id,
-                    prompt,
-                    progress,
-                }),
-            ));
         }
     }
-    // A study opened before its images exist (generation still running) has nothing to show:
-    // never hand out a completion code for no work.
+    // A study whose images are not there yet has nothing to show: never hand out a
+    // completion code for no work.
     if state.votes_done == 0 {
         return Err(StudyError::NothingToCompare);
     }
     // Nothing new is left for this participant (a small study): they are done early.
-    let done = done();
-    Ok((study, done))
+    let next = done(&state, false);
+    Ok((study, next))
+}
+
+/// Stores the scheduler's pick as the participant's open assignment; the pair it counts
+/// against, for comparisons.
+async fn store_pick(
+    db: &Db,
+    state: &q::ParticipantState,
+    id: Uuid,
+    pick: &Pick,
+) -> Result<(Stored, Option<Uuid>), StudyError> {
+    Ok(match pick {
+        Pick::Pair {
+            pair_id,
+            prompt_id,
+            model_pair_id,
+            left_image,
+            right_image,
+        } => (
+            q::insert_assignment(
+                &db.relaxed,
+                id,
+                state.participant_id,
+                state.study_id,
+                Some(*pair_id),
+                *prompt_id,
+                Some(*model_pair_id),
+                *left_image,
+                *right_image,
+                None,
+            )
+            .await?,
+            Some(*pair_id),
+        ),
+        Pick::Gold {
+            prompt_id,
+            image,
+            broken_side_left,
+        } => {
+            let side = if *broken_side_left { "left" } else { "right" };
+            let stored = q::insert_assignment(
+                &db.relaxed,
+                id,
+                state.participant_id,
+                state.study_id,
+                None,
+                *prompt_id,
+                None,
+                *image,
+                *image,
+                Some(side),
+            )
+            .await?;
+            (stored, None)
+        }
+    })
 }
 
 /// Records a vote exactly once.
@@ -253,12 +342,16 @@ pub async fn vote(
     if r.inserted {
         if let (Some(pair), Some(study)) = (r.pair_id, r.study_id) {
             if let Some(plan) = scheduler.get(study) {
-                lock(&plan).record_vote(pair);
+                lock(&plan).record_vote(assignment_id, pair);
             }
         }
         return Ok(VoteOutcome::Recorded);
     }
-    // Not inserted: already answered (idempotent), or refused by the study's rules.
+    // Not inserted: answered before (idempotent, even after the study closed), or refused
+    // by the study's rules.
+    if r.voted {
+        return Ok(VoteOutcome::AlreadyRecorded);
+    }
     if !r.study_open {
         return Err(StudyError::NotOpen);
     }
@@ -268,5 +361,11 @@ pub async fn vote(
             format!("'{}' is not offered in this study", choice.as_str()),
         ));
     }
+    if !r.room {
+        return Err(StudyError::Conflict(
+            "this participant has already given every vote the study asks for".into(),
+        ));
+    }
+    // A concurrent request with the same vote won the race.
     Ok(VoteOutcome::AlreadyRecorded)
 }

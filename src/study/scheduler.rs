@@ -5,16 +5,19 @@
 //! Rules:
 //! - never the same prompt and model pair twice for one participant (also enforced by a
 //!   unique index, in case two servers share a database);
-//! - fewest first: the model pair with the fewest assignments, then the prompt with the
-//!   fewest, then the pair itself, at random among equals. Counting assignments rather than
-//!   finished votes spreads concurrent participants instead of sending all of them to the
-//!   same pair until their votes arrive; for one participant at a time the two are equal;
+//! - fewest first: the model pair with the fewest counted assignments, then the prompt with
+//!   the fewest, then the pair itself, at random among equals. An assignment counts once
+//!   voted, or while it is open and younger than the study's assignment timeout: counting
+//!   open ones spreads concurrent participants instead of sending all of them to the same
+//!   pair until their votes arrive, and letting abandoned ones expire hands their pair out
+//!   again, so the balance ends up in votes;
 //! - sides are block-randomised per model pair: of every two consecutive assignments of a
 //!   model pair, one shows model A on the left and the other on the right, in random order,
 //!   so sides are random for each assignment and balanced within one per model pair.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use uuid::Uuid;
@@ -27,6 +30,7 @@ pub struct PairSlot {
     pub model_pair: usize,
     pub image_a: Uuid,
     pub image_b: Uuid,
+    /// Votes plus open, unexpired assignments: what balancing counts.
     pub issued: u64,
     pub votes: u64,
 }
@@ -50,7 +54,15 @@ pub struct StudyPlan {
     model_pair_issued: Vec<u64>,
     /// The side drawn for the first assignment of the current block of two, per model pair.
     block_side: Vec<bool>,
+    /// Sides drawn per model pair (never taken back), for the blocks of two.
+    sides_drawn: Vec<u64>,
     pair_index: HashMap<Uuid, usize>,
+    /// Open assignments this plan counts, by id, with their pair's index.
+    open: HashMap<Uuid, usize>,
+    /// The same, oldest first, with when they were issued: expiry pops from the front.
+    open_order: VecDeque<(Instant, Uuid)>,
+    /// How long an unanswered assignment counts.
+    pub timeout: Duration,
 }
 
 /// One pair as the database holds it.
@@ -83,10 +95,27 @@ pub enum Pick {
     },
 }
 
+/// An open assignment when the plan is loaded: its id, pair and age.
+#[derive(Debug, Clone)]
+pub struct OpenAssignment {
+    pub id: Uuid,
+    pub pair_id: Uuid,
+    pub age: Duration,
+}
+
 impl StudyPlan {
-    pub fn new(version: i64, rows: Vec<PairRow>, gold: Vec<(Uuid, Uuid, String)>) -> StudyPlan {
+    /// A plan from the database's rows; `open` are the unanswered assignments counted in
+    /// `rows`' `issued`, which expire `timeout` after they were issued.
+    pub fn new(
+        version: i64,
+        rows: Vec<PairRow>,
+        gold: Vec<(Uuid, Uuid, String)>,
+        open: Vec<OpenAssignment>,
+        timeout: Duration,
+    ) -> StudyPlan {
         let mut plan = StudyPlan {
             version,
+            timeout,
             ..StudyPlan::default()
         };
         let mut prompt_index: HashMap<Uuid, usize> = HashMap::new();
@@ -105,6 +134,7 @@ impl StudyPlan {
                 plan.model_pair_ids.push(row.model_pair_id);
                 plan.model_pair_issued.push(0);
                 plan.block_side.push(false);
+                plan.sides_drawn.push(0);
                 plan.model_pair_ids.len() - 1
             });
             plan.prompt_issued[prompt] += row.issued;
@@ -124,7 +154,57 @@ impl StudyPlan {
             let prompt = prompt_of(&mut plan, prompt_id, &text);
             plan.gold_images.push(GoldImage { image, prompt });
         }
+        let now = Instant::now();
+        for o in open {
+            if let Some(&i) = plan.pair_index.get(&o.pair_id) {
+                plan.open.insert(o.id, i);
+                plan.open_order
+                    .push_back((now.checked_sub(o.age).unwrap_or(now), o.id));
+            }
+        }
         plan
+    }
+
+    /// Counts an assignment that was stored as open until it is answered or expires.
+    pub fn opened(&mut self, assignment: Uuid, pair_id: Uuid, at: Instant) {
+        if let Some(&i) = self.pair_index.get(&pair_id) {
+            self.open.insert(assignment, i);
+            self.open_order.push_back((at, assignment));
+        }
+    }
+
+    /// Stops counting open assignments issued `timeout` or longer before `now`: their
+    /// participants left, and their pairs are handed out again.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.open_order.front() {
+            if now.saturating_duration_since(at) < self.timeout {
+                break;
+            }
+            self.open_order.pop_front();
+            if let Some(i) = self.open.remove(&id) {
+                self.uncount(i);
+            }
+        }
+    }
+
+    fn uncount(&mut self, i: usize) {
+        let slot = &mut self.pairs[i];
+        slot.issued = slot.issued.saturating_sub(1);
+        let (mp, prompt) = (slot.model_pair, slot.prompt);
+        self.model_pair_issued[mp] = self.model_pair_issued[mp].saturating_sub(1);
+        self.prompt_issued[prompt] = self.prompt_issued[prompt].saturating_sub(1);
+    }
+
+    fn count(&mut self, i: usize) {
+        let (mp, prompt) = (self.pairs[i].model_pair, self.pairs[i].prompt);
+        self.pairs[i].issued += 1;
+        self.model_pair_issued[mp] += 1;
+        self.prompt_issued[prompt] += 1;
+    }
+
+    /// The counted assignments per model pair, in `model_pair_ids` order.
+    pub fn model_pair_counts(&self) -> &[u64] {
+        &self.model_pair_issued
     }
 
     pub fn prompt_text(&self, prompt_id: Uuid) -> Option<&str> {
@@ -143,6 +223,7 @@ impl StudyPlan {
         gold_rate: f64,
         rng: &mut R,
     ) -> Option<Pick> {
+        self.expire(Instant::now());
         if !self.gold_images.is_empty() && gold_rate > 0.0 && rng.gen_bool(gold_rate.min(1.0)) {
             let gold = &self.gold_images[rng.gen_range(0..self.gold_images.len())];
             return Some(Pick::Gold {
@@ -182,7 +263,7 @@ impl StudyPlan {
         }
         let (i, _) = best?;
         let mp = self.pairs[i].model_pair;
-        let n = self.model_pair_issued[mp];
+        let n = self.sides_drawn[mp];
         let a_left = if n.is_multiple_of(2) {
             let side = rng.gen_bool(0.5);
             self.block_side[mp] = side;
@@ -190,10 +271,9 @@ impl StudyPlan {
         } else {
             !self.block_side[mp]
         };
-        self.model_pair_issued[mp] += 1;
-        self.prompt_issued[self.pairs[i].prompt] += 1;
-        let slot = &mut self.pairs[i];
-        slot.issued += 1;
+        self.sides_drawn[mp] += 1;
+        self.count(i);
+        let slot = &self.pairs[i];
         let (left_image, right_image) = if a_left {
             (slot.image_a, slot.image_b)
         } else {
@@ -211,17 +291,18 @@ impl StudyPlan {
     /// Takes back an assignment that could not be stored.
     pub fn unissue(&mut self, pair_id: Uuid) {
         if let Some(&i) = self.pair_index.get(&pair_id) {
-            let slot = &mut self.pairs[i];
-            slot.issued = slot.issued.saturating_sub(1);
-            let (mp, prompt) = (slot.model_pair, slot.prompt);
-            self.model_pair_issued[mp] = self.model_pair_issued[mp].saturating_sub(1);
-            self.prompt_issued[prompt] = self.prompt_issued[prompt].saturating_sub(1);
+            self.uncount(i);
         }
     }
 
-    pub fn record_vote(&mut self, pair_id: Uuid) {
+    /// A vote on `assignment`: an open assignment this plan counts turns into a vote (the
+    /// count stays); any other (expired, or issued by another process) is counted now.
+    pub fn record_vote(&mut self, assignment: Uuid, pair_id: Uuid) {
         if let Some(&i) = self.pair_index.get(&pair_id) {
             self.pairs[i].votes += 1;
+            if self.open.remove(&assignment).is_none() {
+                self.count(i);
+            }
         }
     }
 }
@@ -286,7 +367,7 @@ mod tests {
                 });
             }
         }
-        StudyPlan::new(1, rows, vec![])
+        StudyPlan::new(1, rows, vec![], vec![], Duration::from_secs(1800))
     }
 
     #[test]
@@ -349,5 +430,40 @@ mod tests {
             }
         }
         assert_eq!(plan.pick(&seen, 0.0, &mut rng), None);
+    }
+
+    #[test]
+    fn abandoned_assignments_stop_counting_after_the_timeout() {
+        let mut plan = plan(4, 2);
+        plan.timeout = Duration::from_secs(60);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let t0 = Instant::now();
+        // One participant takes a comparison and leaves.
+        let Some(Pick::Pair { pair_id, .. }) = plan.pick(&HashSet::new(), 0.0, &mut rng) else {
+            panic!("a pair");
+        };
+        let abandoned = Uuid::new_v4();
+        plan.opened(abandoned, pair_id, t0);
+        assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 1);
+        plan.expire(t0 + Duration::from_secs(59));
+        assert_eq!(
+            plan.model_pair_counts().iter().sum::<u64>(),
+            1,
+            "still open"
+        );
+        plan.expire(t0 + Duration::from_secs(60));
+        assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 0, "expired");
+        // A late vote on it still counts, once.
+        plan.record_vote(abandoned, pair_id);
+        assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 1);
+        // An open assignment that is voted keeps its single count.
+        let voted = Uuid::new_v4();
+        let Some(Pick::Pair { pair_id, .. }) = plan.pick(&HashSet::new(), 0.0, &mut rng) else {
+            panic!("a pair");
+        };
+        plan.opened(voted, pair_id, t0 + Duration::from_secs(61));
+        plan.record_vote(voted, pair_id);
+        plan.expire(t0 + Duration::from_secs(1000));
+        assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 2);
     }
 }

@@ -50,6 +50,8 @@ impl std::fmt::Display for Slug {
 pub enum StudyStatus {
     Draft,
     Open,
+    /// No new participants; those in progress may finish.
+    Closing,
     Closed,
 }
 
@@ -58,6 +60,7 @@ impl StudyStatus {
         match self {
             StudyStatus::Draft => "draft",
             StudyStatus::Open => "open",
+            StudyStatus::Closing => "closing",
             StudyStatus::Closed => "closed",
         }
     }
@@ -65,12 +68,18 @@ impl StudyStatus {
         match s {
             "draft" => Ok(StudyStatus::Draft),
             "open" => Ok(StudyStatus::Open),
+            "closing" => Ok(StudyStatus::Closing),
             "closed" => Ok(StudyStatus::Closed),
             other => Err(StudyError::invalid(
                 "status",
                 format!("unknown status '{other}'"),
             )),
         }
+    }
+
+    /// Whether participants already in the study may still vote.
+    pub fn takes_votes(self) -> bool {
+        matches!(self, StudyStatus::Open | StudyStatus::Closing)
     }
 }
 
@@ -89,6 +98,10 @@ pub struct StudyForm {
     pub completion_url: Option<String>,
     pub allow_tie: bool,
     pub allow_both_bad: bool,
+    /// Votes faster than this many milliseconds are flagged (default 700).
+    pub fast_vote_ms: Option<i32>,
+    /// Seconds after which an unanswered assignment stops counting in the balance (default 1800).
+    pub assignment_timeout_s: Option<i32>,
 }
 
 /// A study's settings that passed every rule.
@@ -106,7 +119,12 @@ pub struct StudySettings {
     pub completion_url: String,
     pub allow_tie: bool,
     pub allow_both_bad: bool,
+    pub fast_vote_ms: i32,
+    pub assignment_timeout_s: i32,
 }
+
+pub const DEFAULT_FAST_VOTE_MS: i32 = 700;
+pub const DEFAULT_ASSIGNMENT_TIMEOUT_S: i32 = 1800;
 
 pub const DEFAULT_QUESTION: &str = "Which image matches the prompt better and looks better?";
 pub const DEFAULT_INSTRUCTIONS: &str = "You will see pairs of images made from the same text prompt. \
@@ -164,6 +182,22 @@ impl TryFrom<StudyForm> for StudySettings {
                 "must be at most 64 letters, digits, '-' or '_'",
             ));
         }
+        let fast_vote_ms = form.fast_vote_ms.unwrap_or(DEFAULT_FAST_VOTE_MS);
+        if !(0..=600_000).contains(&fast_vote_ms) {
+            return Err(StudyError::invalid(
+                "fast_vote_ms",
+                format!("{fast_vote_ms} is not between 0 and 600000"),
+            ));
+        }
+        let assignment_timeout_s = form
+            .assignment_timeout_s
+            .unwrap_or(DEFAULT_ASSIGNMENT_TIMEOUT_S);
+        if !(1..=604_800).contains(&assignment_timeout_s) {
+            return Err(StudyError::invalid(
+                "assignment_timeout_s",
+                format!("{assignment_timeout_s} is not between 1 and 604800 (a week)"),
+            ));
+        }
         let completion_url = non_empty(form.completion_url, DEFAULT_COMPLETION_URL);
         if !(completion_url.starts_with("https://") || completion_url.starts_with("http://")) {
             return Err(StudyError::invalid(
@@ -187,6 +221,8 @@ impl TryFrom<StudyForm> for StudySettings {
             completion_url,
             allow_tie: form.allow_tie,
             allow_both_bad: form.allow_both_bad,
+            fast_vote_ms,
+            assignment_timeout_s,
         })
     }
 }
@@ -218,6 +254,8 @@ pub struct Study {
     pub completion_url: String,
     pub status: StudyStatus,
     pub pairs_version: i64,
+    pub fast_vote_ms: i32,
+    pub assignment_timeout_s: i32,
 }
 
 impl Study {
@@ -275,5 +313,15 @@ impl ExternalIds {
 
     pub fn is_prolific(&self) -> bool {
         self.prolific_pid.is_some()
+    }
+
+    /// The identity one person has on their crowd platform: Prolific's participant ID, else
+    /// MTurk's worker ID. `None` for anonymous participants.
+    pub fn identity(&self) -> Option<(&'static str, &str)> {
+        match (&self.prolific_pid, &self.mturk_worker_id) {
+            (Some(pid), _) => Some(("prolific", pid.as_str())),
+            (None, Some(worker)) => Some(("mturk", worker.as_str())),
+            (None, None) => None,
+        }
     }
 }

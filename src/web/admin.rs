@@ -44,6 +44,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/admin/studies/{slug}/votes.csv", web::get().to(votes_csv))
         .route(
+            "/admin/studies/{slug}/participants.csv",
+            web::get().to(participants_csv),
+        )
+        .route(
             "/admin/studies/{slug}/pickapic.jsonl",
             web::get().to(pickapic_jsonl),
         )
@@ -273,6 +277,10 @@ struct StudyFields {
     #[serde(default)]
     gold_rate: String,
     #[serde(default)]
+    fast_vote_ms: String,
+    #[serde(default)]
+    assignment_timeout_s: String,
+    #[serde(default)]
     completion_code: String,
     #[serde(default)]
     completion_url: String,
@@ -291,6 +299,8 @@ struct FormView {
     notice: String,
     votes_per_participant: String,
     gold_rate: String,
+    fast_vote_ms: String,
+    assignment_timeout_s: String,
     completion_code: String,
     completion_url: String,
     allow_tie: bool,
@@ -308,6 +318,8 @@ impl From<&StudyFields> for FormView {
             notice: f.notice.clone(),
             votes_per_participant: f.votes_per_participant.clone(),
             gold_rate: f.gold_rate.clone(),
+            fast_vote_ms: f.fast_vote_ms.clone(),
+            assignment_timeout_s: f.assignment_timeout_s.clone(),
             completion_code: f.completion_code.clone(),
             completion_url: f.completion_url.clone(),
             allow_tie: f.allow_tie.is_some(),
@@ -327,6 +339,8 @@ impl From<&Study> for FormView {
             notice: s.notice.clone(),
             votes_per_participant: s.votes_per_participant.to_string(),
             gold_rate: s.gold_rate.to_string(),
+            fast_vote_ms: s.fast_vote_ms.to_string(),
+            assignment_timeout_s: s.assignment_timeout_s.to_string(),
             completion_code: s.completion_code.clone(),
             completion_url: s.completion_url.clone(),
             allow_tie: s.allow_tie,
@@ -368,7 +382,20 @@ impl TryFrom<&StudyFields> for StudySettings {
             completion_url: opt(&f.completion_url),
             allow_tie: f.allow_tie.is_some(),
             allow_both_bad: f.allow_both_bad.is_some(),
+            fast_vote_ms: whole(&f.fast_vote_ms, "fast_vote_ms")?,
+            assignment_timeout_s: whole(&f.assignment_timeout_s, "assignment_timeout_s")?,
         })
+    }
+}
+
+/// An optional whole-number form field: blank means the default.
+fn whole(v: &str, field: &str) -> Result<Option<i32>, StudyError> {
+    match v.trim() {
+        "" => Ok(None),
+        v => v
+            .parse::<i32>()
+            .map(Some)
+            .map_err(|_| StudyError::invalid(field, format!("'{v}' is not a whole number"))),
     }
 }
 
@@ -623,6 +650,20 @@ async fn votes_csv(
     ))
 }
 
+async fn participants_csv(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let study = studies::by_slug(&state.db.pool, &slug).await?;
+    let body = crate::study::export::participants_csv(&state.db, &study).await?;
+    Ok(attachment(
+        body,
+        "text/csv; charset=utf-8",
+        format!("{}-participants.csv", study.slug),
+    ))
+}
+
 fn attachment(body: String, content_type: &str, file_name: String) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
@@ -647,19 +688,36 @@ async fn pickapic_jsonl(
     ))
 }
 
-/// The study and its live significance report (default settings: 1,000 participant-clustered
-/// bootstrap rounds, alpha 0.05), built by the same code as `arenaxl report`.
+/// Which votes the live report leaves out: `?exclude_fast=1&exclude_failed_gold=1`, as
+/// `arenaxl report --exclude-fast --exclude-failed-gold`.
+#[derive(Deserialize, Default)]
+struct ReportQuery {
+    #[serde(default)]
+    exclude_fast: Option<String>,
+    #[serde(default)]
+    exclude_failed_gold: Option<String>,
+}
+
+impl ReportQuery {
+    fn settings(&self) -> crate::report::ReportSettings {
+        let on = |v: &Option<String>| matches!(v.as_deref(), Some("1" | "true" | "on"));
+        crate::report::ReportSettings {
+            exclude_fast: on(&self.exclude_fast),
+            exclude_failed_gold: on(&self.exclude_failed_gold),
+            ..crate::report::ReportSettings::default()
+        }
+    }
+}
+
+/// The study and its live significance report (1,000 participant-clustered bootstrap
+/// rounds, alpha 0.05), built by the same code as `arenaxl report`.
 async fn live_report(
     state: &AppState,
     slug: &str,
+    query: &ReportQuery,
 ) -> Result<(Study, crate::report::Report), AdminError> {
     let study = studies::by_slug(&state.db.pool, slug).await?;
-    let report = crate::study::export::live_report(
-        &state.db,
-        &study,
-        crate::report::ReportSettings::default(),
-    )
-    .await?;
+    let report = crate::study::export::live_report(&state.db, &study, query.settings()).await?;
     Ok((study, report))
 }
 
@@ -667,8 +725,9 @@ async fn report_page(
     _admin: Admin,
     state: web::Data<AppState>,
     slug: web::Path<String>,
+    query: web::Query<ReportQuery>,
 ) -> Result<HttpResponse, AdminError> {
-    let (study, report) = live_report(&state, &slug).await?;
+    let (study, report) = live_report(&state, &slug, &query).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
@@ -679,8 +738,9 @@ async fn report_json(
     _admin: Admin,
     state: web::Data<AppState>,
     slug: web::Path<String>,
+    query: web::Query<ReportQuery>,
 ) -> Result<HttpResponse, AdminError> {
-    let (study, report) = live_report(&state, &slug).await?;
+    let (study, report) = live_report(&state, &slug, &query).await?;
     Ok(attachment(
         crate::report::render::to_json(&report),
         "application/json",

@@ -112,7 +112,7 @@ async fn create_participant(
             })?
             .external
     };
-    let (_, token) = participation::join(&state.db, &slug, external).await?;
+    let (_, token) = participation::join(&state.db, &slug, external, None).await?;
     Ok(HttpResponse::Created().json(json!({ "participant_token": token.0 })))
 }
 
@@ -133,10 +133,12 @@ async fn next(state: web::Data<AppState>, bearer: Bearer) -> Result<HttpResponse
             Next::Done {
                 completion_code,
                 redirect_url,
+                ended_early,
             } => json!({
                 "done": true,
                 "completion_code": completion_code,
                 "redirect_url": redirect_url,
+                "ended_early": ended_early,
             }),
         }))
 }
@@ -239,12 +241,13 @@ pub fn openapi_document() -> serde_json::Value {
                                       "properties": { "done": { "type": "integer" }, "target": { "type": "integer" } } } } },
                 "Done": { "type": "object", "required": ["done", "completion_code"], "properties": {
                     "done": { "type": "boolean", "enum": [true] }, "completion_code": { "type": "string" },
+                    "ended_early": { "type": "boolean", "description": "the study closed before the target was reached" },
                     "redirect_url": { "type": "string", "nullable": true } } }
             }
         },
         "paths": {
             "/api/v1/studies/{slug}/participants": { "post": {
-                "summary": "Join an open study",
+                "summary": "Join an open study; the same PROLIFIC_PID or workerId again resumes that participant (new token, same progress)",
                 "parameters": [{ "name": "slug", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "requestBody": { "required": false, "content": { "application/json": { "schema": {
                     "type": "object", "properties": { "external": { "$ref": "#/components/schemas/ExternalIds" } } } } } },

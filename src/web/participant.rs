@@ -12,7 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::study::participation::{self, Comparison, Next, ParticipantToken, Progress};
-use crate::study::{Choice, ExternalIds, Study, StudyError, StudyStatus};
+use crate::study::{Choice, ExternalIds, Study, StudyError};
 
 use super::errors::{html, PageError};
 use super::state::AppState;
@@ -33,7 +33,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/s/{slug}/vote", web::get().to(compare))
         .route("/s/{slug}/vote", web::post().to(submit_vote))
         .route("/s/{slug}/done", web::get().to(done))
-        .route("/img/{assignment}/{side}", web::get().to(image));
+        .route(
+            "/img/{assignment}/{side}",
+            web::get().to(super::images::image),
+        );
 }
 
 fn external_ids(params: &HashMap<String, String>) -> ExternalIds {
@@ -61,10 +64,10 @@ async fn intro(
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, PageError> {
     let study = crate::db::studies::by_slug(&state.db.pool, &slug).await?;
-    if study.status != StudyStatus::Open {
+    let ext = external_ids(&query).validated()?;
+    if !participation::may_enter(&state.db, &study, &ext).await? {
         return Err(StudyError::NotOpen.into());
     }
-    let ext = external_ids(&query).validated()?;
     let external = EXTERNAL_KEYS
         .iter()
         .zip([
@@ -109,7 +112,10 @@ async fn start(
     if !state.participant_limiter.allow(&client_key(&req)) {
         return Err(too_many());
     }
-    let (study, token) = participation::join(&state.db, &slug, external_ids(&form)).await?;
+    // A browser that already holds a session of this study keeps it (and its progress).
+    let current = token_from(&req).ok();
+    let (study, token) =
+        participation::join(&state.db, &slug, external_ids(&form), current.as_ref()).await?;
     let cookie = Cookie::build(PARTICIPANT_COOKIE, token.0)
         .path("/")
         .http_only(true)
@@ -207,7 +213,7 @@ async fn submit_vote(
         .as_deref()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .filter(|ms| (0..=86_400_000).contains(ms));
-    let outcome = participation::vote(
+    let outcome = match participation::vote(
         &state.db,
         &state.scheduler,
         &token,
@@ -215,7 +221,14 @@ async fn submit_vote(
         choice,
         response_ms,
     )
-    .await?;
+    .await
+    {
+        Ok(outcome) => outcome,
+        // The assignment is gone (lost in a database crash before it was flushed, or a
+        // stale page): move on to the current comparison instead of a dead end.
+        Err(StudyError::NotFound(_)) => return Ok(see_other(&format!("/s/{slug}/vote"))),
+        Err(e) => return Err(e.into()),
+    };
     if outcome == participation::VoteOutcome::Recorded {
         state
             .metrics
@@ -230,6 +243,7 @@ async fn submit_vote(
 struct DonePage {
     completion_code: String,
     redirect_url: Option<String>,
+    ended_early: bool,
 }
 
 async fn done(
@@ -243,48 +257,12 @@ async fn done(
         Next::Done {
             completion_code,
             redirect_url,
+            ended_early,
         } => html(DonePage {
             completion_code,
             redirect_url,
+            ended_early,
         }),
         Next::Compare(_) => Ok(see_other(&format!("/s/{slug}/vote"))),
-    }
-}
-
-/// Serves one side of an assignment. The URL holds only the (random) assignment id and the
-/// side; the bytes are a metadata-free PNG; no header names the file.
-async fn image(state: web::Data<AppState>, path: web::Path<(String, String)>) -> HttpResponse {
-    let (assignment, side) = path.into_inner();
-    let not_found = || {
-        HttpResponse::NotFound()
-            .content_type("text/plain")
-            .body("no such image")
-    };
-    let (Ok(assignment), Some(left)) = (
-        Uuid::parse_str(&assignment),
-        match side.as_str() {
-            "left" => Some(true),
-            "right" => Some(false),
-            _ => None,
-        },
-    ) else {
-        return not_found();
-    };
-    match crate::db::participation::image_file(&state.db.pool, assignment, left).await {
-        Ok(Some(file)) => match tokio::fs::read(state.store.path(&file)).await {
-            Ok(bytes) => HttpResponse::Ok()
-                .content_type("image/png")
-                .insert_header(("Cache-Control", "private, max-age=86400"))
-                .body(bytes),
-            Err(e) => {
-                tracing::error!("stored image missing: {e}");
-                HttpResponse::InternalServerError().finish()
-            }
-        },
-        Ok(None) => not_found(),
-        Err(e) => {
-            tracing::error!("image lookup failed: {e}");
-            HttpResponse::InternalServerError().finish()
-        }
     }
 }

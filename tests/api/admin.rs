@@ -154,6 +154,11 @@ async fn researcher_creates_opens_and_edits_a_study_with_csrf_checked_forms() {
     let duplicate = app.post_form("/admin/studies/new", &fields(&csrf)).await;
     assert_eq!(duplicate.status().as_u16(), 409);
 
+    // A study opens once it has something to compare.
+    let study = arenaxl::db::studies::by_slug(&app.db.pool, "ssd-vs-sdxl")
+        .await
+        .unwrap();
+    app.import_images(&study, 2, &["sdxl", "ssd-1b"]).await;
     let open = app
         .post_form(
             "/admin/studies/ssd-vs-sdxl/status",
@@ -206,7 +211,11 @@ async fn researcher_creates_opens_and_edits_a_study_with_csrf_checked_forms() {
         )
         .await;
     assert_eq!(bad.status().as_u16(), 422);
-    assert_eq!(app.count("SELECT count(*) FROM prompts").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM prompts WHERE text NOT LIKE 'test prompt number%'")
+            .await,
+        2
+    );
 
     let logout = app
         .post_form("/admin/logout", &[("csrf", csrf.as_str())])
@@ -251,12 +260,13 @@ async fn dashboard_and_votes_csv_show_what_participants_did() {
         .contains("dash-votes.csv"));
     let text = csv.text().await.unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("participant_id,prompt_id,model_left,model_right,choice,category,gold,response_ms,created_at"));
+    assert_eq!(lines.next(), Some("participant_id,prompt_id,model_left,model_right,choice,category,gold,response_ms,created_at,platform,external_id,fast"));
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 12);
     for row in rows {
         let f: Vec<&str> = row.split(',').collect();
-        assert_eq!(f.len(), 9, "{row}");
+        assert_eq!(f.len(), 12, "{row}");
+        assert_eq!(f[9], "prolific", "{row}");
         assert!(
             matches!((f[2], f[3]), ("sdxl", "vega") | ("vega", "sdxl")),
             "{row}"
@@ -366,7 +376,8 @@ async fn live_report_and_exports_agree_with_the_votes() {
             &r["model_1"]
         };
         assert_eq!(winner, "sdxl");
-        assert_eq!(r["image_0_uid"].as_str().unwrap().len(), 64);
+        // A random image id, not a content hash.
+        assert!(uuid::Uuid::parse_str(r["image_0_uid"].as_str().unwrap()).is_ok());
     }
     let dir = app.data_dir.path().join("dataset");
     let study = arenaxl::db::studies::by_slug(&app.db.pool, "rep")

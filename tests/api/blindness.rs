@@ -87,6 +87,12 @@ async fn nothing_model_specific_reaches_the_participant() {
             seen_text.push(("image headers".to_string(), format!("{:?}", img.headers())));
             image_bytes.push(img.bytes().await.unwrap().to_vec());
         }
+        let n = image_bytes.len();
+        assert_eq!(
+            image_bytes[n - 1].len(),
+            image_bytes[n - 2].len(),
+            "both sides are served with the same length"
+        );
         seen_text.push(("vote page".to_string(), html));
         let voted = client
             .post(app.url("/s/blind/vote"))
@@ -127,13 +133,14 @@ async fn nothing_model_specific_reaches_the_participant() {
     for (what, text) in &seen_text {
         assert_blind(what, text, &secrets);
     }
-    // Image bytes: fresh PNGs with pixel data only, no text/EXIF/time chunks.
+    // Image bytes: fresh PNGs with pixel data only, no text/EXIF/time chunks; the one
+    // extra chunk is the random padding that gives both sides the same length.
     for bytes in &image_bytes {
         let chunks = png_chunks(bytes);
         assert!(
             chunks
                 .iter()
-                .all(|c| ["IHDR", "IDAT", "IEND"].contains(&c.as_str())),
+                .all(|c| ["IHDR", "IDAT", "IEND", "paDd"].contains(&c.as_str())),
             "extra PNG chunks: {chunks:?}"
         );
         assert_blind(

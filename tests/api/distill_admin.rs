@@ -258,7 +258,8 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
             .fetch_one(&app.db.pool)
             .await
             .expect("study");
-    assert_eq!(status, "open");
+    // Nothing to compare yet: the study waits in draft and opens itself with its first pair.
+    assert_eq!(status, "draft");
     assert_eq!(
         app.count("SELECT count(*) FROM jobs WHERE kind = 'generate'")
             .await,
@@ -277,6 +278,12 @@ async fn a_distillation_job_ends_with_a_registered_student_and_a_comparison_stud
             .await,
         2
     );
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM studies WHERE slug = 'vega-vs-teacher'")
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("study");
+    assert_eq!(status, "open", "opened by its first pair");
     // A participant gets a comparison of the two and votes.
     let token = app.join("vega-vs-teacher", "p-distill").await;
     let next = app.next(&token).await;

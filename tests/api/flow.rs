@@ -67,6 +67,7 @@ async fn api_participant_votes_until_done_and_gets_the_completion_code() {
         let image = app
             .client
             .get(app.url(next["left_url"].as_str().unwrap()))
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap();
@@ -261,7 +262,12 @@ async fn closing_a_study_stops_voting() {
 async fn an_open_study_without_images_gives_no_completion_code() {
     let app = TestApp::spawn().await;
     app.create_study("empty", 3, 0.0).await;
-    app.open("empty").await;
+    // Opening needs a live pair now; a study opened before that rule (or whose images were
+    // deleted) must still not pay anyone for no work.
+    sqlx::query("UPDATE studies SET status = 'open' WHERE slug = 'empty'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
     let token = app.join("empty", "P1").await;
     let resp = app
         .client

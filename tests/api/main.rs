@@ -8,6 +8,7 @@ mod blindness;
 mod distill_admin;
 mod flow;
 mod imports;
+mod integrity;
 mod jobs_admin;
 mod scheduling;
 mod votes;

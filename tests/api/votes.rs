@@ -279,6 +279,7 @@ async fn gold_checks_compare_an_image_with_its_broken_version_and_record_the_ans
         let left = app
             .client
             .get(app.url(next["left_url"].as_str().unwrap()))
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap()
@@ -288,6 +289,7 @@ async fn gold_checks_compare_an_image_with_its_broken_version_and_record_the_ans
         let right = app
             .client
             .get(app.url(next["right_url"].as_str().unwrap()))
+            .bearer_auth(&token)
             .send()
             .await
             .unwrap()

@@ -296,6 +296,32 @@ pub fn to_html(report: &Report, title: &str) -> String {
         }
         b.push_str("</table>");
     }
+    let ids = |ids: &[String]| {
+        ids.iter()
+            .map(|id| format!("<code>{}</code>", escape(id)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !pa.failed_gold_ids.is_empty() {
+        b.push_str(&format!(
+            "<p id=\"failed-gold\">Failed an attention check (crowd IDs): {}</p>",
+            ids(&pa.failed_gold_ids)
+        ));
+    }
+    b.push_str(&format!(
+        "<p id=\"fast-votes\">{} votes were faster than the study's threshold{}{}</p>",
+        thousands(pa.fast_votes),
+        if report.settings.exclude_fast {
+            format!(" ({} excluded)", thousands(pa.excluded_fast_votes))
+        } else {
+            " (included)".to_string()
+        },
+        if pa.fast_participant_ids.is_empty() {
+            ".".to_string()
+        } else {
+            format!("; given by (crowd IDs): {}.", ids(&pa.fast_participant_ids))
+        }
+    ));
     b.push_str("</body></html>\n");
     b
 }
