@@ -262,7 +262,7 @@ async fn distil_and_compare_from_the_command_line() {
     let out = arenaxl(&t.url, tmp.path(), &early);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("study student-vs-teacher is open: 2 prompts, 4 generation jobs"),
+        text(&out).contains("study student-vs-teacher created: 2 prompts, 4 generation jobs"),
         "{}",
         text(&out)
     );
@@ -281,4 +281,10 @@ async fn distil_and_compare_from_the_command_line() {
         .await
         .expect("count");
     assert_eq!(pairs, 2);
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM studies WHERE slug = 'student-vs-teacher'")
+            .fetch_one(&t.db.pool)
+            .await
+            .expect("status");
+    assert_eq!(status, "open", "opened by its first pair");
 }

@@ -4,7 +4,7 @@
 use arenaxl::report::votes::{read_votes_csv, write_votes_csv, Choice, VoteRecord};
 
 const HEADER: &str =
-    "participant_id,prompt_id,model_left,model_right,choice,category,gold,response_ms,created_at\n";
+    "participant_id,prompt_id,model_left,model_right,choice,category,gold,response_ms,created_at,platform,external_id,fast\n";
 
 fn read(text: &str) -> Result<Vec<VoteRecord>, arenaxl::report::votes::VotesError> {
     read_votes_csv(text.as_bytes(), "votes.csv")
@@ -30,9 +30,9 @@ fn round_trip_through_write_and_read() {
             gold: false,
             response_ms: Some(1234),
             created_at: Some("2026-11-27T13:10:00+00:00".into()),
-            platform: None,
-            external_id: None,
-            fast: false,
+            platform: Some("prolific".into()),
+            external_id: Some("5f1e,\"x\"".into()),
+            fast: true,
         },
         VoteRecord {
             participant_id: "p2".into(),

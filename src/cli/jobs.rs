@@ -264,7 +264,7 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
             let database = open_database(&a.db).await?;
             let (study, jobs) = compare_with_teacher(&database.db, a.job, &req).await?;
             println!(
-                "study {} is open: {} prompts, {jobs} generation jobs queued",
+                "study {} created: {} prompts, {jobs} generation jobs queued; it opens with its first pair of images",
                 study.slug,
                 req.prompts.len()
             );

@@ -132,7 +132,8 @@ impl From<StudyError> for PageError {
             ),
             StudyError::Unauthenticated => (
                 "Your session has expired",
-                "We could not find your session. Please open the study link you were given again."
+                "We could not find your session in this browser. Open the study link you were \
+                 given again: you will continue where you left off, and your answers so far are kept."
                     .to_string(),
             ),
             StudyError::NothingToCompare => ("Not ready yet", err.to_string()),
