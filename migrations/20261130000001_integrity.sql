@@ -63,6 +63,15 @@ WHERE a.closed_at IS NULL AND EXISTS (
       AND (b.issued_at, b.id) > (a.issued_at, a.id));
 -- At most one open assignment per participant: concurrent requests get the same one.
 CREATE UNIQUE INDEX assignments_one_open ON assignments (participant_id) WHERE closed_at IS NULL;
+-- Schedulers in several processes re-read the open assignments of a study often.
+CREATE INDEX assignments_open ON assignments (study_id) WHERE closed_at IS NULL;
+
+-- Votes with model A on the left, per pair, kept by the vote statement: with `votes` it gives
+-- every process the side balance without scanning the votes.
+ALTER TABLE pairs ADD COLUMN a_left BIGINT NOT NULL DEFAULT 0;
+UPDATE pairs p SET a_left = (
+    SELECT count(*) FROM votes v JOIN assignments a ON a.id = v.assignment_id
+    WHERE a.pair_id = p.id AND a.left_image = p.image_a);
 
 -- The server's own measure (from both images served to the vote) and the fast flag.
 ALTER TABLE votes ADD COLUMN server_ms INT CHECK (server_ms >= 0);

@@ -4,6 +4,7 @@
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
+use crate::db::studies::{StudyRow, COLUMNS_OF_S};
 use crate::study::scheduler::PairRow;
 use crate::study::{Choice, ExternalIds, StudyError};
 
@@ -113,14 +114,13 @@ pub async fn token_owner(
     .await?)
 }
 
-/// Everything `next` needs to know about a participant, in one row.
+/// Everything `next` needs to know about a participant and their study, in one row (one
+/// round trip per request).
 #[derive(Debug, FromRow)]
 pub struct ParticipantState {
+    #[sqlx(flatten)]
+    pub study: StudyRow,
     pub participant_id: Uuid,
-    pub study_id: Uuid,
-    pub slug: String,
-    pub status: String,
-    pub pairs_version: i64,
     pub votes_done: i32,
     pub is_prolific: bool,
     pub open_assignment: Option<Uuid>,
@@ -133,8 +133,8 @@ pub async fn participant_state(
     pool: &PgPool,
     token_hash: &str,
 ) -> Result<Option<ParticipantState>, StudyError> {
-    let row = sqlx::query_as::<_, ParticipantState>(
-        "SELECT p.id AS participant_id, s.id AS study_id, s.slug, s.status, s.pairs_version, p.votes_done, \
+    let row = sqlx::query_as::<_, ParticipantState>(&format!(
+        "SELECT {COLUMNS_OF_S}, p.id AS participant_id, p.votes_done, \
            p.prolific_pid IS NOT NULL AS is_prolific, \
            o.id AS open_assignment, o.text AS open_prompt, \
            ARRAY(SELECT a.prompt_id FROM assignments a WHERE a.participant_id = p.id AND NOT a.gold ORDER BY a.id) AS seen_prompts, \
@@ -143,8 +143,8 @@ pub async fn participant_state(
          LEFT JOIN LATERAL ( \
            SELECT a.id, pr.text FROM assignments a JOIN prompts pr ON pr.id = a.prompt_id \
            WHERE a.participant_id = p.id AND a.closed_at IS NULL) o ON TRUE \
-         WHERE t.token_hash = $1",
-    )
+         WHERE t.token_hash = $1"
+    ))
     .bind(token_hash)
     .fetch_optional(pool)
     .await?;
@@ -219,6 +219,8 @@ pub struct VoteResult {
     pub inserted: bool,
     pub pair_id: Option<Uuid>,
     pub study_id: Option<Uuid>,
+    /// The pair's model A was on the left.
+    pub a_left: Option<bool>,
 }
 
 /// Records a vote if the assignment exists, belongs to the token's participant, its study
@@ -239,7 +241,7 @@ pub async fn record_vote(
 ) -> Result<VoteResult, StudyError> {
     let row = sqlx::query_as::<_, VoteResult>(
         "WITH a AS ( \
-           SELECT a.id, a.participant_id, a.pair_id, a.study_id, s.fast_vote_ms, \
+           SELECT a.id, a.participant_id, a.pair_id, a.study_id, a.left_image, s.fast_vote_ms, \
              EXISTS (SELECT 1 FROM participant_tokens t WHERE t.participant_id = a.participant_id AND t.token_hash = $2) AS mine, \
              s.status IN ('open', 'closing') AS study_open, \
              ($3 IN ('left', 'right') OR ($3 = 'tie' AND s.allow_tie) OR ($3 = 'both_bad' AND s.allow_both_bad)) AS allowed, \
@@ -260,7 +262,7 @@ pub async fn record_vote(
            UPDATE participants SET votes_done = votes_done + 1 \
            WHERE id = (SELECT participant_id FROM a) AND EXISTS (SELECT 1 FROM ins) RETURNING id), \
          upp AS ( \
-           UPDATE pairs SET votes = votes + 1 \
+           UPDATE pairs SET votes = votes + 1, a_left = a_left + (image_a = (SELECT left_image FROM a))::int \
            WHERE id = (SELECT pair_id FROM a) AND EXISTS (SELECT 1 FROM ins) RETURNING id), \
          cl AS ( \
            UPDATE assignments SET closed_at = now() \
@@ -268,7 +270,8 @@ pub async fn record_vote(
          SELECT EXISTS (SELECT 1 FROM a) AS found, COALESCE((SELECT mine FROM a), FALSE) AS mine, \
            COALESCE((SELECT study_open FROM a), FALSE) AS study_open, COALESCE((SELECT allowed FROM a), FALSE) AS allowed, \
            COALESCE((SELECT room FROM a), FALSE) AS room, COALESCE((SELECT voted FROM a), FALSE) AS voted, \
-           EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT pair_id FROM a) AS pair_id, (SELECT study_id FROM a) AS study_id",
+           EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT pair_id FROM a) AS pair_id, (SELECT study_id FROM a) AS study_id, \
+           (SELECT p.image_a = a.left_image FROM a JOIN pairs p ON p.id = a.pair_id) AS a_left",
     )
     .bind(assignment_id)
     .bind(token_hash)
@@ -320,6 +323,35 @@ pub struct OpenRow {
     pub id: Uuid,
     pub pair_id: Uuid,
     pub age_ms: i64,
+    /// Model A of the pair is on the left.
+    pub a_left: bool,
+}
+
+const OPEN_ROWS: &str =
+    "SELECT a.id, a.pair_id, (extract(epoch FROM now() - a.issued_at) * 1000)::bigint AS age_ms, \
+       a.left_image = p.image_a AS a_left \
+     FROM assignments a JOIN studies s ON s.id = a.study_id JOIN pairs p ON p.id = a.pair_id \
+     WHERE a.study_id = $1 AND a.closed_at IS NULL \
+       AND a.issued_at > now() - make_interval(secs => s.assignment_timeout_s) \
+     ORDER BY a.issued_at";
+
+/// What every process's scheduler re-reads to keep one balance: each pair's votes (and
+/// those with model A on the left) and the study's open assignments.
+pub struct Counts {
+    pub votes: Vec<(Uuid, i64, i64)>,
+    pub open: Vec<OpenRow>,
+}
+
+pub async fn load_counts(pool: &PgPool, study_id: Uuid) -> Result<Counts, StudyError> {
+    let votes = sqlx::query_as("SELECT id, votes, a_left FROM pairs WHERE study_id = $1")
+        .bind(study_id)
+        .fetch_all(pool)
+        .await?;
+    let open = sqlx::query_as(OPEN_ROWS)
+        .bind(study_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(Counts { votes, open })
 }
 
 /// A study's pairs with their counts (votes, plus open assignments younger than the
@@ -341,9 +373,10 @@ pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, S
         image_b: Uuid,
         issued: i64,
         votes: i64,
+        a_left: i64,
     }
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT p.id, p.prompt_id, pr.text, p.model_pair_id, p.image_a, p.image_b, p.votes, \
+        "SELECT p.id, p.prompt_id, pr.text, p.model_pair_id, p.image_a, p.image_b, p.votes, p.a_left, \
            p.votes + (SELECT count(*) FROM assignments a WHERE a.pair_id = p.id AND a.closed_at IS NULL \
              AND a.issued_at > now() - make_interval(secs => s.assignment_timeout_s)) AS issued \
          FROM pairs p JOIN prompts pr ON pr.id = p.prompt_id JOIN studies s ON s.id = p.study_id \
@@ -352,16 +385,10 @@ pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, S
     .bind(study_id)
     .fetch_all(pool)
     .await?;
-    let open: Vec<OpenRow> = sqlx::query_as(
-        "SELECT a.id, a.pair_id, (extract(epoch FROM now() - a.issued_at) * 1000)::bigint AS age_ms \
-         FROM assignments a JOIN studies s ON s.id = a.study_id \
-         WHERE a.study_id = $1 AND a.pair_id IS NOT NULL AND a.closed_at IS NULL \
-           AND a.issued_at > now() - make_interval(secs => s.assignment_timeout_s) \
-         ORDER BY a.issued_at",
-    )
-    .bind(study_id)
-    .fetch_all(pool)
-    .await?;
+    let open: Vec<OpenRow> = sqlx::query_as(OPEN_ROWS)
+        .bind(study_id)
+        .fetch_all(pool)
+        .await?;
     let gold: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
         "SELECT i.id, i.prompt_id, pr.text FROM images i JOIN prompts pr ON pr.id = i.prompt_id \
          WHERE i.study_id = $1 ORDER BY i.id",
@@ -380,6 +407,7 @@ pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, S
             image_b: r.image_b,
             issued: r.issued.max(0) as u64,
             votes: r.votes.max(0) as u64,
+            a_left: r.a_left.max(0) as u64,
         })
         .collect();
     Ok(PlanRows { pairs, open, gold })

@@ -5,8 +5,9 @@ use uuid::Uuid;
 
 use crate::study::{Study, StudyError, StudySettings, StudyStatus};
 
-#[derive(FromRow)]
-struct StudyRow {
+/// A study as stored; other queries embed it (`#[sqlx(flatten)]`) with [`COLUMNS_OF_S`].
+#[derive(FromRow, Debug)]
+pub struct StudyRow {
     id: Uuid,
     slug: String,
     title: String,
@@ -50,6 +51,12 @@ impl TryFrom<StudyRow> for Study {
         })
     }
 }
+
+/// [`COLUMNS`] of a query's `studies s`.
+pub const COLUMNS_OF_S: &str =
+    "s.id, s.slug, s.title, s.question, s.instructions, s.consent_text, s.notice, s.votes_per_participant, \
+    s.allow_tie, s.allow_both_bad, s.gold_rate, s.completion_code, s.completion_url, s.status, s.pairs_version, \
+    s.fast_vote_ms, s.assignment_timeout_s";
 
 const COLUMNS: &str =
     "id, slug, title, question, instructions, consent_text, notice, votes_per_participant, \

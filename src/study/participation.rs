@@ -129,25 +129,42 @@ async fn plan_for(
     let rows = q::load_plan_rows(&db.pool, study.id).await?;
     // Loading is not atomic with the version read; re-read it so a concurrent import is not missed.
     let version_now = q::pairs_version(&db.pool, study.id).await?;
-    let open = rows
-        .open
-        .into_iter()
-        .map(|o| OpenAssignment {
-            id: o.id,
-            pair_id: o.pair_id,
-            age: Duration::from_millis(o.age_ms.max(0) as u64),
-        })
-        .collect();
     Ok(scheduler.install(
         study.id,
         StudyPlan::new(
             version_now.min(version),
             rows.pairs,
             rows.gold,
-            open,
+            open_assignments(rows.open),
             timeout,
         ),
     ))
+}
+
+fn open_assignments(rows: Vec<q::OpenRow>) -> Vec<OpenAssignment> {
+    rows.into_iter()
+        .map(|o| OpenAssignment {
+            id: o.id,
+            pair_id: o.pair_id,
+            age: Duration::from_millis(o.age_ms.max(0) as u64),
+            a_left: o.a_left,
+        })
+        .collect()
+}
+
+/// Re-reads the plan's counts when they are older than `SYNC_EVERY`, so that processes
+/// sharing the database balance together (one request per interval does it).
+async fn sync_counts(
+    db: &Db,
+    plan: &std::sync::Mutex<StudyPlan>,
+    study_id: Uuid,
+) -> Result<(), StudyError> {
+    if !lock(plan).claim_sync(Instant::now()) {
+        return Ok(());
+    }
+    let counts = q::load_counts(&db.pool, study_id).await?;
+    lock(plan).sync(&counts.votes, open_assignments(counts.open));
+    Ok(())
 }
 
 /// The participant's current comparison (the unanswered one, if any), a new one, or the end.
@@ -161,20 +178,21 @@ pub async fn next(
     let mut state = q::participant_state(&db.pool, &token.hash())
         .await?
         .ok_or(StudyError::Unauthenticated)?;
-    let study = studies::by_slug(&db.pool, &state.slug).await?;
-    let done = |state: &q::ParticipantState, ended_early: bool| Next::Done {
+    let study = Study::try_from(state.study)?;
+    let is_prolific = state.is_prolific;
+    let done = |ended_early: bool| Next::Done {
         completion_code: study.completion_code.clone(),
-        redirect_url: state.is_prolific.then(|| study.redirect_url()),
+        redirect_url: is_prolific.then(|| study.redirect_url()),
         ended_early,
     };
     if state.votes_done >= study.votes_per_participant {
-        let next = done(&state, false);
+        let next = done(false);
         return Ok((study, next));
     }
     match study.status {
         StudyStatus::Draft => return Err(StudyError::NotOpen),
         StudyStatus::Closed => {
-            let next = done(&state, true);
+            let next = done(true);
             return Ok((study, next));
         }
         StudyStatus::Open | StudyStatus::Closing => {}
@@ -200,7 +218,8 @@ pub async fn next(
         let plan = match &plan {
             Some(p) => std::sync::Arc::clone(p),
             None => {
-                let p = plan_for(db, scheduler, &study, state.pairs_version).await?;
+                let p = plan_for(db, scheduler, &study, study.pairs_version).await?;
+                sync_counts(db, &p, study.id).await?;
                 plan = Some(std::sync::Arc::clone(&p));
                 p
             }
@@ -224,11 +243,11 @@ pub async fn next(
         };
         let id = Uuid::new_v4();
         let issued_at = Instant::now();
-        let (stored, pair) = store_pick(db, &state, id, &pick).await?;
+        let (stored, pair) = store_pick(db, state.participant_id, study.id, id, &pick).await?;
         match stored {
             Stored::Stored => {
-                if let Some(pair) = pair {
-                    lock(&plan).opened(id, pair, issued_at);
+                if let Some((pair, a_left)) = pair {
+                    lock(&plan).opened(id, pair, a_left, issued_at);
                 }
                 return Ok((
                     study,
@@ -240,8 +259,8 @@ pub async fn next(
                 ));
             }
             Stored::AlreadyOpen | Stored::Seen => {
-                if let Some(pair) = pair {
-                    lock(&plan).unissue(pair);
+                if let Some((pair, a_left)) = pair {
+                    lock(&plan).unissue(pair, a_left);
                 }
                 state = q::participant_state(&db.pool, &token.hash())
                     .await?
@@ -255,18 +274,19 @@ pub async fn next(
         return Err(StudyError::NothingToCompare);
     }
     // Nothing new is left for this participant (a small study): they are done early.
-    let next = done(&state, false);
+    let next = done(false);
     Ok((study, next))
 }
 
 /// Stores the scheduler's pick as the participant's open assignment; the pair it counts
-/// against, for comparisons.
+/// against and its side, for comparisons.
 async fn store_pick(
     db: &Db,
-    state: &q::ParticipantState,
+    participant_id: Uuid,
+    study_id: Uuid,
     id: Uuid,
     pick: &Pick,
-) -> Result<(Stored, Option<Uuid>), StudyError> {
+) -> Result<(Stored, Option<(Uuid, bool)>), StudyError> {
     Ok(match pick {
         Pick::Pair {
             pair_id,
@@ -274,12 +294,13 @@ async fn store_pick(
             model_pair_id,
             left_image,
             right_image,
+            a_left,
         } => (
             q::insert_assignment(
                 &db.relaxed,
                 id,
-                state.participant_id,
-                state.study_id,
+                participant_id,
+                study_id,
                 Some(*pair_id),
                 *prompt_id,
                 Some(*model_pair_id),
@@ -288,7 +309,7 @@ async fn store_pick(
                 None,
             )
             .await?,
-            Some(*pair_id),
+            Some((*pair_id, *a_left)),
         ),
         Pick::Gold {
             prompt_id,
@@ -299,8 +320,8 @@ async fn store_pick(
             let stored = q::insert_assignment(
                 &db.relaxed,
                 id,
-                state.participant_id,
-                state.study_id,
+                participant_id,
+                study_id,
                 None,
                 *prompt_id,
                 None,
@@ -342,7 +363,7 @@ pub async fn vote(
     if r.inserted {
         if let (Some(pair), Some(study)) = (r.pair_id, r.study_id) {
             if let Some(plan) = scheduler.get(study) {
-                lock(&plan).record_vote(assignment_id, pair);
+                lock(&plan).record_vote(assignment_id, pair, r.a_left.unwrap_or(false));
             }
         }
         return Ok(VoteOutcome::Recorded);

@@ -11,9 +11,12 @@
 //!   open ones spreads concurrent participants instead of sending all of them to the same
 //!   pair until their votes arrive, and letting abandoned ones expire hands their pair out
 //!   again, so the balance ends up in votes;
-//! - sides are block-randomised per model pair: of every two consecutive assignments of a
-//!   model pair, one shows model A on the left and the other on the right, in random order,
-//!   so sides are random for each assignment and balanced within one per model pair.
+//! - sides are balanced per model pair: model A goes to the side it has been on less often
+//!   (counted like the assignments), at random when both are even, so sides stay balanced
+//!   within one per model pair and are random for every other assignment;
+//! - one balance for every process: each plan re-reads the counts from the database at most
+//!   every `SYNC_EVERY` (votes and side counts per pair, open assignments) and counts its
+//!   own picks in between, so several `serve` processes on one database balance together.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -52,18 +55,21 @@ pub struct StudyPlan {
     pub gold_images: Vec<GoldImage>,
     prompt_issued: Vec<u64>,
     model_pair_issued: Vec<u64>,
-    /// The side drawn for the first assignment of the current block of two, per model pair.
-    block_side: Vec<bool>,
-    /// Sides drawn per model pair (never taken back), for the blocks of two.
-    sides_drawn: Vec<u64>,
+    /// Counted assignments with model A on the left minus those with it on the right.
+    side_skew: Vec<i64>,
     pair_index: HashMap<Uuid, usize>,
-    /// Open assignments this plan counts, by id, with their pair's index.
-    open: HashMap<Uuid, usize>,
+    /// Open assignments this plan counts, by id: their pair's index and side.
+    open: HashMap<Uuid, (usize, bool)>,
     /// The same, oldest first, with when they were issued: expiry pops from the front.
     open_order: VecDeque<(Instant, Uuid)>,
     /// How long an unanswered assignment counts.
     pub timeout: Duration,
+    /// When the counts were last read from the database.
+    synced_at: Option<Instant>,
 }
+
+/// How stale a plan's counts may get before they are read again from the database.
+pub const SYNC_EVERY: Duration = Duration::from_millis(100);
 
 /// One pair as the database holds it.
 #[derive(Debug, Clone)]
@@ -76,6 +82,8 @@ pub struct PairRow {
     pub image_b: Uuid,
     pub issued: u64,
     pub votes: u64,
+    /// Votes with model A on the left.
+    pub a_left: u64,
 }
 
 /// What the scheduler decided for a participant.
@@ -87,6 +95,8 @@ pub enum Pick {
         model_pair_id: Uuid,
         left_image: Uuid,
         right_image: Uuid,
+        /// Model A (the pair's `image_a`) is on the left.
+        a_left: bool,
     },
     Gold {
         prompt_id: Uuid,
@@ -101,6 +111,7 @@ pub struct OpenAssignment {
     pub id: Uuid,
     pub pair_id: Uuid,
     pub age: Duration,
+    pub a_left: bool,
 }
 
 impl StudyPlan {
@@ -133,12 +144,12 @@ impl StudyPlan {
             let model_pair = *mp_index.entry(row.model_pair_id).or_insert_with(|| {
                 plan.model_pair_ids.push(row.model_pair_id);
                 plan.model_pair_issued.push(0);
-                plan.block_side.push(false);
-                plan.sides_drawn.push(0);
+                plan.side_skew.push(0);
                 plan.model_pair_ids.len() - 1
             });
             plan.prompt_issued[prompt] += row.issued;
             plan.model_pair_issued[model_pair] += row.issued;
+            plan.side_skew[model_pair] += 2 * row.a_left as i64 - row.votes as i64;
             plan.pair_index.insert(row.id, plan.pairs.len());
             plan.pairs.push(PairSlot {
                 id: row.id,
@@ -154,21 +165,73 @@ impl StudyPlan {
             let prompt = prompt_of(&mut plan, prompt_id, &text);
             plan.gold_images.push(GoldImage { image, prompt });
         }
-        let now = Instant::now();
-        for o in open {
-            if let Some(&i) = plan.pair_index.get(&o.pair_id) {
-                plan.open.insert(o.id, i);
-                plan.open_order
-                    .push_back((now.checked_sub(o.age).unwrap_or(now), o.id));
-            }
-        }
+        plan.track_open(open, Instant::now());
+        plan.synced_at = Some(Instant::now());
         plan
     }
 
+    /// Remembers open assignments (already counted) so they can expire.
+    fn track_open(&mut self, open: Vec<OpenAssignment>, now: Instant) {
+        for o in open {
+            if let Some(&i) = self.pair_index.get(&o.pair_id) {
+                let mp = self.pairs[i].model_pair;
+                self.side_skew[mp] += if o.a_left { 1 } else { -1 };
+                self.open.insert(o.id, (i, o.a_left));
+                self.open_order
+                    .push_back((now.checked_sub(o.age).unwrap_or(now), o.id));
+            }
+        }
+    }
+
+    /// Whether the counts are older than [`SYNC_EVERY`]; marks them fresh, so that of
+    /// several concurrent requests one re-reads them.
+    pub fn claim_sync(&mut self, now: Instant) -> bool {
+        match self.synced_at {
+            Some(at) if now.saturating_duration_since(at) < SYNC_EVERY => false,
+            _ => {
+                self.synced_at = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Replaces the counts with the database's: `votes` per pair (id, votes, votes with A
+    /// on the left) plus the open assignments, which also replace the ones tracked here.
+    pub fn sync(&mut self, votes: &[(Uuid, i64, i64)], open: Vec<OpenAssignment>) {
+        self.model_pair_issued.iter_mut().for_each(|c| *c = 0);
+        self.prompt_issued.iter_mut().for_each(|c| *c = 0);
+        self.side_skew.iter_mut().for_each(|c| *c = 0);
+        for slot in &mut self.pairs {
+            slot.issued = 0;
+        }
+        for &(id, n, a_left) in votes {
+            if let Some(&i) = self.pair_index.get(&id) {
+                let slot = &mut self.pairs[i];
+                let n = n.max(0) as u64;
+                slot.votes = n;
+                slot.issued = n;
+                self.model_pair_issued[slot.model_pair] += n;
+                self.prompt_issued[slot.prompt] += n;
+                self.side_skew[slot.model_pair] += 2 * a_left - n as i64;
+            }
+        }
+        for o in &open {
+            if let Some(&i) = self.pair_index.get(&o.pair_id) {
+                let (mp, prompt) = (self.pairs[i].model_pair, self.pairs[i].prompt);
+                self.pairs[i].issued += 1;
+                self.model_pair_issued[mp] += 1;
+                self.prompt_issued[prompt] += 1;
+            }
+        }
+        self.open.clear();
+        self.open_order.clear();
+        self.track_open(open, Instant::now());
+    }
+
     /// Counts an assignment that was stored as open until it is answered or expires.
-    pub fn opened(&mut self, assignment: Uuid, pair_id: Uuid, at: Instant) {
+    pub fn opened(&mut self, assignment: Uuid, pair_id: Uuid, a_left: bool, at: Instant) {
         if let Some(&i) = self.pair_index.get(&pair_id) {
-            self.open.insert(assignment, i);
+            self.open.insert(assignment, (i, a_left));
             self.open_order.push_back((at, assignment));
         }
     }
@@ -181,25 +244,32 @@ impl StudyPlan {
                 break;
             }
             self.open_order.pop_front();
-            if let Some(i) = self.open.remove(&id) {
-                self.uncount(i);
+            if let Some((i, a_left)) = self.open.remove(&id) {
+                self.uncount(i, a_left);
             }
         }
     }
 
-    fn uncount(&mut self, i: usize) {
+    fn uncount(&mut self, i: usize, a_left: bool) {
         let slot = &mut self.pairs[i];
         slot.issued = slot.issued.saturating_sub(1);
         let (mp, prompt) = (slot.model_pair, slot.prompt);
         self.model_pair_issued[mp] = self.model_pair_issued[mp].saturating_sub(1);
         self.prompt_issued[prompt] = self.prompt_issued[prompt].saturating_sub(1);
+        self.side_skew[mp] -= if a_left { 1 } else { -1 };
     }
 
-    fn count(&mut self, i: usize) {
+    fn count(&mut self, i: usize, a_left: bool) {
         let (mp, prompt) = (self.pairs[i].model_pair, self.pairs[i].prompt);
         self.pairs[i].issued += 1;
         self.model_pair_issued[mp] += 1;
         self.prompt_issued[prompt] += 1;
+        self.side_skew[mp] += if a_left { 1 } else { -1 };
+    }
+
+    /// Model A on the left minus on the right, per model pair, in `model_pair_ids` order.
+    pub fn side_skews(&self) -> &[i64] {
+        &self.side_skew
     }
 
     /// The counted assignments per model pair, in `model_pair_ids` order.
@@ -263,16 +333,12 @@ impl StudyPlan {
         }
         let (i, _) = best?;
         let mp = self.pairs[i].model_pair;
-        let n = self.sides_drawn[mp];
-        let a_left = if n.is_multiple_of(2) {
-            let side = rng.gen_bool(0.5);
-            self.block_side[mp] = side;
-            side
-        } else {
-            !self.block_side[mp]
+        let a_left = match self.side_skew[mp].cmp(&0) {
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Equal => rng.gen_bool(0.5),
         };
-        self.sides_drawn[mp] += 1;
-        self.count(i);
+        self.count(i, a_left);
         let slot = &self.pairs[i];
         let (left_image, right_image) = if a_left {
             (slot.image_a, slot.image_b)
@@ -285,23 +351,24 @@ impl StudyPlan {
             model_pair_id: self.model_pair_ids[slot.model_pair],
             left_image,
             right_image,
+            a_left,
         })
     }
 
     /// Takes back an assignment that could not be stored.
-    pub fn unissue(&mut self, pair_id: Uuid) {
+    pub fn unissue(&mut self, pair_id: Uuid, a_left: bool) {
         if let Some(&i) = self.pair_index.get(&pair_id) {
-            self.uncount(i);
+            self.uncount(i, a_left);
         }
     }
 
     /// A vote on `assignment`: an open assignment this plan counts turns into a vote (the
     /// count stays); any other (expired, or issued by another process) is counted now.
-    pub fn record_vote(&mut self, assignment: Uuid, pair_id: Uuid) {
+    pub fn record_vote(&mut self, assignment: Uuid, pair_id: Uuid, a_left: bool) {
         if let Some(&i) = self.pair_index.get(&pair_id) {
             self.pairs[i].votes += 1;
             if self.open.remove(&assignment).is_none() {
-                self.count(i);
+                self.count(i, a_left);
             }
         }
     }
@@ -345,125 +412,5 @@ pub fn lock(plan: &Mutex<StudyPlan>) -> std::sync::MutexGuard<'_, StudyPlan> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::SeedableRng;
-
-    fn plan(prompts: usize, model_pairs: usize) -> StudyPlan {
-        let prompt_ids: Vec<Uuid> = (0..prompts).map(|_| Uuid::new_v4()).collect();
-        let mp_ids: Vec<Uuid> = (0..model_pairs).map(|_| Uuid::new_v4()).collect();
-        let mut rows = Vec::new();
-        for p in &prompt_ids {
-            for mp in &mp_ids {
-                rows.push(PairRow {
-                    id: Uuid::new_v4(),
-                    prompt_id: *p,
-                    prompt_text: "x".into(),
-                    model_pair_id: *mp,
-                    image_a: Uuid::new_v4(),
-                    image_b: Uuid::new_v4(),
-                    issued: 0,
-                    votes: 0,
-                });
-            }
-        }
-        StudyPlan::new(1, rows, vec![], vec![], Duration::from_secs(1800))
-    }
-
-    #[test]
-    fn balances_model_pairs_prompts_and_sides() {
-        let mut plan = plan(10, 3);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut a_left: HashMap<Uuid, i64> = HashMap::new();
-        for _ in 0..20 {
-            let mut seen = HashSet::new();
-            for _ in 0..6 {
-                match plan.pick(&seen, 0.0, &mut rng).unwrap() {
-                    Pick::Pair {
-                        pair_id,
-                        prompt_id,
-                        model_pair_id,
-                        left_image,
-                        ..
-                    } => {
-                        assert!(
-                            seen.insert((prompt_id, model_pair_id)),
-                            "same prompt and model pair twice"
-                        );
-                        let slot = plan.pairs.iter().find(|s| s.id == pair_id).unwrap();
-                        *a_left.entry(model_pair_id).or_default() +=
-                            if left_image == slot.image_a { 1 } else { -1 };
-                    }
-                    Pick::Gold { .. } => unreachable!(),
-                }
-            }
-        }
-        let per_mp: Vec<u64> = plan.model_pair_issued.clone();
-        assert_eq!(
-            per_mp.iter().max().unwrap() - per_mp.iter().min().unwrap(),
-            0,
-            "{per_mp:?}"
-        );
-        let per_prompt = &plan.prompt_issued;
-        assert!(
-            per_prompt.iter().max().unwrap() - per_prompt.iter().min().unwrap() <= 1,
-            "{per_prompt:?}"
-        );
-        for (mp, diff) in a_left {
-            assert!(diff.abs() <= 1, "model pair {mp} side imbalance {diff}");
-        }
-    }
-
-    #[test]
-    fn runs_out_when_everything_was_seen() {
-        let mut plan = plan(2, 1);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let mut seen = HashSet::new();
-        for _ in 0..2 {
-            if let Some(Pick::Pair {
-                prompt_id,
-                model_pair_id,
-                ..
-            }) = plan.pick(&seen, 0.0, &mut rng)
-            {
-                seen.insert((prompt_id, model_pair_id));
-            }
-        }
-        assert_eq!(plan.pick(&seen, 0.0, &mut rng), None);
-    }
-
-    #[test]
-    fn abandoned_assignments_stop_counting_after_the_timeout() {
-        let mut plan = plan(4, 2);
-        plan.timeout = Duration::from_secs(60);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let t0 = Instant::now();
-        // One participant takes a comparison and leaves.
-        let Some(Pick::Pair { pair_id, .. }) = plan.pick(&HashSet::new(), 0.0, &mut rng) else {
-            panic!("a pair");
-        };
-        let abandoned = Uuid::new_v4();
-        plan.opened(abandoned, pair_id, t0);
-        assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 1);
-        plan.expire(t0 + Duration::from_secs(59));
-        assert_eq!(
-            plan.model_pair_counts().iter().sum::<u64>(),
-            1,
-            "still open"
-        );
-        plan.expire(t0 + Duration::from_secs(60));
-        assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 0, "expired");
-        // A late vote on it still counts, once.
-        plan.record_vote(abandoned, pair_id);
-        assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 1);
-        // An open assignment that is voted keeps its single count.
-        let voted = Uuid::new_v4();
-        let Some(Pick::Pair { pair_id, .. }) = plan.pick(&HashSet::new(), 0.0, &mut rng) else {
-            panic!("a pair");
-        };
-        plan.opened(voted, pair_id, t0 + Duration::from_secs(61));
-        plan.record_vote(voted, pair_id);
-        plan.expire(t0 + Duration::from_secs(1000));
-        assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 2);
-    }
-}
+#[path = "scheduler_tests.rs"]
+mod tests;
