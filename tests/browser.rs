@@ -30,6 +30,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+const LONG_PROMPT: &str = ": a photorealistic portrait of an elderly fisherman mending a net on a \
+    wooden pier at sunrise, soft golden light, mist over the harbour, seagulls in the distance, \
+    shot on 35 mm film, shallow depth of field";
+const NOTICE: &str = "This study closes on Friday at 18:00 UTC.";
+
 /// What the test reads from a page: the comparison, the completion page, or neither.
 const SNAPSHOT: &str = r#"
 const q = (s) => document.querySelector(s);
@@ -191,7 +196,12 @@ async fn a_prolific_participant_votes_with_the_keyboard_on_a_1366x657_laptop_scr
         height: 657,
         phone: false,
     };
-    take_the_study(screen, &LAPTOP).await;
+    let small = Screen {
+        width: 1280,
+        height: 720,
+        ..screen
+    };
+    take_the_study(screen, small, &LAPTOP).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,10 +211,17 @@ async fn a_prolific_participant_votes_by_tapping_on_a_390x844_phone() {
         height: 844,
         phone: true,
     };
-    take_the_study(screen, &PHONE).await;
+    let landscape = Screen {
+        width: 844,
+        height: 390,
+        ..screen
+    };
+    take_the_study(screen, landscape, &PHONE).await;
 }
 
-async fn take_the_study(screen: Screen, steps: &[Step]) {
+/// Takes the study at `screen`; the first comparison is also checked (and photographed) at
+/// `also`, a second size of the same device (another window size, the phone turned).
+async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
     let chromium = binary("CHROMIUM", "/usr/bin/chromium");
     let chromedriver = binary("CHROMEDRIVER", "/usr/bin/chromedriver");
     let scratch = tempfile::tempdir().expect("temp dir");
@@ -222,6 +239,18 @@ async fn take_the_study(screen: Screen, steps: &[Step]) {
         &["alpha", "beta", "gamma"],
     )
     .await;
+    // A prompt of a real study's length and a notice line, so that the layout is checked
+    // with text that wraps, not only with "test prompt number 1".
+    for (sql, text) in [
+        ("UPDATE prompts SET text = text || $1", LONG_PROMPT),
+        ("UPDATE studies SET notice = $1", NOTICE),
+    ] {
+        sqlx::query(sql)
+            .bind(text)
+            .execute(&app.db.pool)
+            .await
+            .expect("lengthen prompts, set a notice");
+    }
     let gate = ImageGate::start(&app.url("")).await;
 
     let http = reqwest::Client::builder()
@@ -394,15 +423,20 @@ async fn take_the_study(screen: Screen, steps: &[Step]) {
         }
 
         if i == 0 {
-            let png = browser.screenshot().await;
-            let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("browser-{}.png", screen.name()));
-            std::fs::write(&path, &png).expect("write screenshot");
-            assert!(
-                png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
-                "the screenshot is not a PNG ({} bytes)",
-                png.len()
-            );
+            for size in [also, screen] {
+                browser.resize(size).await;
+                let layout = browser.script(LAYOUT).await.expect("layout script");
+                check_layout(&layout, size, i + 1);
+                let png = browser.screenshot().await;
+                let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .join(format!("browser-{}.png", size.name()));
+                std::fs::write(&path, &png).expect("write screenshot");
+                assert!(
+                    png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
+                    "the screenshot is not a PNG ({} bytes)",
+                    png.len()
+                );
+            }
         }
         if i + 1 < steps.len() && steps[i + 1].slow_images {
             gate.hold();

@@ -18,6 +18,7 @@ return {
   scroll_width: root.scrollWidth,
   scroll_height: root.scrollHeight,
   prompt: box(document.getElementById('prompt')),
+  prompt_hidden: document.getElementById('prompt').scrollHeight - document.getElementById('prompt').clientHeight,
   left: box(document.getElementById('left-image')),
   right: box(document.getElementById('right-image')),
   buttons: Array.from(document.querySelectorAll('#vote-form button')).map(box),
@@ -39,6 +40,10 @@ pub fn check_layout(layout: &Value, screen: Screen, page: usize) {
     assert!(
         num(&layout["scroll_width"]) <= width && num(&layout["scroll_height"]) <= height,
         "the page scrolls, {at}"
+    );
+    assert!(
+        num(&layout["prompt_hidden"]) <= 1.0,
+        "part of the prompt is scrolled out of its box, {at}"
     );
     let buttons = layout["buttons"].as_array().expect("buttons");
     assert_eq!(buttons.len(), 4, "left, tie, both bad, right: {at}");
@@ -74,7 +79,7 @@ pub fn check_layout(layout: &Value, screen: Screen, page: usize) {
         );
         // The 32 px test images are scaled up to take most of the width or the height.
         assert!(
-            w >= 0.4 * width || h >= 0.6 * height,
+            w >= 0.4 * width || h >= 0.5 * height,
             "{} is not scaled to the screen ({w:.0}x{h:.0}), {at}",
             image["name"]
         );

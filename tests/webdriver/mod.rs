@@ -223,14 +223,32 @@ impl Browser {
             base: format!("{}/session/{session}", driver.url()),
         };
         if !screen.phone {
-            browser.fit_viewport(screen).await;
+            browser.resize(screen).await;
         }
         browser
     }
 
-    /// Resizes the window so that its viewport (not the window) has the screen's size, as
-    /// a laptop's browser window whose page area is e.g. 1366x657.
-    async fn fit_viewport(&self, screen: Screen) {
+    /// Gives the page the viewport of `screen`: a desktop window is resized so that its
+    /// viewport (not the window) has that size, as a laptop's browser window whose page area
+    /// is e.g. 1366x657; an emulated phone is turned to that size and orientation.
+    pub async fn resize(&self, screen: Screen) {
+        if screen.phone {
+            let landscape = screen.width > screen.height;
+            self.cdp(
+                "Emulation.setDeviceMetricsOverride",
+                json!({
+                    "width": screen.width, "height": screen.height, "deviceScaleFactor": 3.0,
+                    "mobile": true,
+                    "screenOrientation": if landscape {
+                        json!({ "type": "landscapePrimary", "angle": 90 })
+                    } else {
+                        json!({ "type": "portraitPrimary", "angle": 0 })
+                    },
+                }),
+            )
+            .await;
+            return;
+        }
         let inner = self
             .script("return [window.innerWidth, window.innerHeight, window.outerWidth, window.outerHeight];")
             .await
