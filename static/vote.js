@@ -57,6 +57,9 @@
     form.submit();
   }
 
+  // Marks the form as run by this script (answers wait for the images); without it the
+  // buttons are plain HTML.
+  form.setAttribute("data-gated", "");
   setEnabled(false);
   for (var i = 0; i < images.length; i++) {
     if (!images[i]) continue;

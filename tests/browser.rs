@@ -17,13 +17,14 @@ mod webdriver;
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use common::TestApp;
 use webdriver::gate::ImageGate;
 use webdriver::layout::{check_layout, LAYOUT};
+use webdriver::page::{is_comparison, is_completion, wait_for, wait_until, IMAGE_HASHES, SNAPSHOT};
 use webdriver::{binary, Browser, ChromeDriver, Key, Screen, ARROW_RIGHT, KEY_LEFT, KEY_RIGHT};
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -34,78 +35,6 @@ const LONG_PROMPT: &str = ": a photorealistic portrait of an elderly fisherman m
     wooden pier at sunrise, soft golden light, mist over the harbour, seagulls in the distance, \
     shot on 35 mm film, shallow depth of field";
 const NOTICE: &str = "This study closes on Friday at 18:00 UTC.";
-
-/// What the test reads from a page: the comparison, the completion page, or neither.
-const SNAPSHOT: &str = r#"
-const q = (s) => document.querySelector(s);
-const text = (s) => (q(s) ? q(s).textContent.trim() : null);
-const img = (s) => q(s) ? { src: q(s).src, complete: q(s).complete, width: q(s).naturalWidth } : null;
-const aid = q('#vote-form input[name="assignment_id"]');
-const refresh = q('meta[http-equiv="refresh"]');
-const link = q('#completion-link');
-const buttons = Array.from(document.querySelectorAll('#vote-form button'));
-return {
-  url: location.href,
-  ready: document.readyState,
-  assignment: aid ? aid.value : null,
-  progress: text('#progress'),
-  prompt: text('#prompt'),
-  left: img('#left-image'),
-  right: img('#right-image'),
-  buttons: buttons.length,
-  enabled: buttons.filter((b) => !b.disabled).length,
-  code: text('#completion-code'),
-  start: !!q('#start'),
-  link: link ? link.getAttribute('href') : null,
-  refresh: refresh ? refresh.getAttribute('content') : null,
-  body: document.body ? document.body.innerText.slice(0, 500) : null,
-};
-"#;
-
-/// The sha256 of both images' bytes as the browser fetches them.
-const IMAGE_HASHES: &str = r#"
-const done = arguments[arguments.length - 1];
-const hash = async (src) => {
-  const resp = await fetch(src, { cache: 'force-cache' });
-  if (!resp.ok) throw new Error(src + ': ' + resp.status);
-  const digest = await crypto.subtle.digest('SHA-256', await resp.arrayBuffer());
-  return Array.from(new Uint8Array(digest)).map((b) => b.toString(16).padStart(2, '0')).join('');
-};
-Promise.all([hash(document.getElementById('left-image').src), hash(document.getElementById('right-image').src)])
-  .then(([left, right]) => done({ left, right }), (e) => done({ error: String(e) }));
-"#;
-
-/// Polls the page until `accept` takes a snapshot (of a document in any loading state).
-async fn wait_until(browser: &Browser, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = Value::Null;
-    loop {
-        if let Ok(snap) = browser.script(SNAPSHOT).await {
-            if accept(&snap) {
-                return snap;
-            }
-            last = snap;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last page: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// Polls the page until `accept` takes a snapshot of a fully loaded document.
-async fn wait_for(browser: &Browser, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
-    wait_until(browser, what, |s| s["ready"] == "complete" && accept(s)).await
-}
-
-fn is_comparison(snap: &Value) -> bool {
-    snap["assignment"].is_string()
-}
-
-fn is_completion(snap: &Value) -> bool {
-    snap["code"].is_string()
-}
 
 /// How the participant answers one comparison.
 enum Answer {
@@ -123,6 +52,8 @@ struct Step {
     choice: &'static str,
     /// Hold this page's images back and try to answer before they arrive.
     slow_images: bool,
+    /// Answer this page with JavaScript turned off: plain HTML buttons.
+    no_script: bool,
 }
 
 const fn step(answer: Answer, choice: &'static str) -> Step {
@@ -130,6 +61,7 @@ const fn step(answer: Answer, choice: &'static str) -> Step {
         answer,
         choice,
         slow_images: false,
+        no_script: false,
     }
 }
 
@@ -140,6 +72,7 @@ const LAPTOP: [Step; 8] = [
         answer: Answer::Keys(&[KEY_RIGHT]),
         choice: "right",
         slow_images: true,
+        no_script: false,
     },
     step(Answer::Keys(&["1", "2"]), "left"),
     step(Answer::Keys(&["2"]), "right"),
@@ -155,8 +88,14 @@ const PHONE: [Step; 4] = [
         answer: Answer::Tap("right"),
         choice: "right",
         slow_images: true,
+        no_script: false,
     },
-    step(Answer::Tap("tie"), "tie"),
+    Step {
+        answer: Answer::Tap("tie"),
+        choice: "tie",
+        slow_images: false,
+        no_script: true,
+    },
     step(Answer::Tap("both_bad"), "both_bad"),
 ];
 
@@ -318,7 +257,7 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
                         .command(
                             reqwest::Method::POST,
                             &format!("/element/{element}/click"),
-                            Some(serde_json::json!({})),
+                            Some(json!({})),
                         )
                         .await;
                 }
@@ -405,9 +344,16 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
         );
         let left_sha = hashes["left"].as_str().expect("left hash").to_string();
         let right_sha = hashes["right"].as_str().expect("right hash").to_string();
+        // Fetched again as the participant (their cookie, read from the browser).
+        let cookie = browser
+            .command(reqwest::Method::GET, "/cookie/axl_participant", None)
+            .await
+            .unwrap_or_else(|e| panic!("the participant cookie: {e}"));
+        let cookie = format!("axl_participant={}", cookie["value"].as_str().unwrap_or(""));
         for (src, sha) in [(&left_src, &left_sha), (&right_src, &right_sha)] {
             let bytes = http
                 .get(src)
+                .header(reqwest::header::COOKIE, &cookie)
                 .send()
                 .await
                 .and_then(|r| r.error_for_status())
@@ -442,7 +388,47 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
             gate.hold();
         }
 
-        answer(&browser, &step.answer).await;
+        if step.no_script {
+            browser
+                .cdp(
+                    "Emulation.setScriptExecutionDisabled",
+                    json!({ "value": true }),
+                )
+                .await;
+            browser.post("/refresh", json!({})).await;
+            let plain = wait_for(&browser, "the page without JavaScript", |s| {
+                s["assignment"] == assignment.as_str() && s["buttons"] == 4
+            })
+            .await;
+            assert_eq!(
+                plain["enabled"], 4,
+                "buttons unusable without JavaScript: {plain}"
+            );
+        }
+        if let (true, Answer::Tap(value)) = (step.no_script, &step.answer) {
+            // A touch at the button's centre (WebDriver's click waits on page scripts).
+            let buttons = layout["buttons"].as_array().expect("button boxes");
+            let b = buttons
+                .iter()
+                .find(|b| b["name"] == *value)
+                .unwrap_or_else(|| panic!("no {value} button: {layout}"));
+            let centre = |a: &str, z: &str| {
+                (b[a].as_f64().unwrap_or(0.0) + b[z].as_f64().unwrap_or(0.0)) / 2.0
+            };
+            browser
+                .touch(centre("left", "right"), centre("top", "bottom"))
+                .await;
+        } else {
+            answer(&browser, &step.answer).await;
+        }
+        if step.no_script {
+            browser
+                .cdp(
+                    "Emulation.setScriptExecutionDisabled",
+                    json!({ "value": false }),
+                )
+                .await;
+        }
         if let Some((_, released)) = slow.filter(|(page, _)| *page == i) {
             slow_answered = Some(released.elapsed());
         }

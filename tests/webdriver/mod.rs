@@ -3,13 +3,15 @@
 //! window or Chrome's phone emulation), and sends the few commands the test uses, plus
 //! Chrome DevTools commands through chromedriver for what WebDriver cannot express (a key
 //! held down until it auto-repeats). `gate` is a local HTTP proxy that can hold images back;
-//! `layout` checks by bounding boxes that a comparison page fits the screen.
+//! `layout` checks by bounding boxes that a comparison page fits the screen; `page` reads
+//! the participant pages.
 //!
 //! The protocol is spoken directly with `reqwest`: fantoccini 0.22 without its TLS features
 //! can only be built from a `hyper_util` connector, which this crate does not depend on.
 
 pub mod gate;
 pub mod layout;
+pub mod page;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -381,6 +383,18 @@ impl Browser {
                     "windowsVirtualKeyCode": key.key_code }),
         )
         .await;
+    }
+
+    /// A one-finger tap at a point of the viewport (CSS pixels).
+    pub async fn touch(&self, x: f64, y: f64) {
+        let point = json!({ "x": x, "y": y });
+        for (kind, points) in [("touchStart", json!([point])), ("touchEnd", json!([]))] {
+            self.cdp(
+                "Input.dispatchTouchEvent",
+                json!({ "type": kind, "touchPoints": points }),
+            )
+            .await;
+        }
     }
 
     pub async fn quit(self, driver: &mut ChromeDriver) {
