@@ -38,7 +38,8 @@ const NOTICE: &str = "This study closes on Friday at 18:00 UTC.";
 
 /// How the participant answers one comparison.
 enum Answer {
-    /// These keys, pressed and released one after the other at once.
+    /// These keys, pressed and released one after the other at once (one WebDriver command,
+    /// so that a second key reaches the page the first one answered).
     Keys(&'static [&'static str]),
     /// This key held down: it auto-repeats, also once the next pair is on screen.
     HoldDown(&'static Key),
@@ -101,11 +102,7 @@ const PHONE: [Step; 4] = [
 
 async fn answer(browser: &Browser, answer: &Answer) {
     match answer {
-        Answer::Keys(keys) => {
-            for key in *keys {
-                browser.press(key).await;
-            }
-        }
+        Answer::Keys(keys) => browser.press(keys).await,
         Answer::HoldDown(key) => {
             browser.key_down(key, false).await;
             browser.key_down(key, true).await;

@@ -336,16 +336,22 @@ impl Browser {
             .await
     }
 
-    /// Presses and releases one key as a real keyboard event (W3C actions), delivered to the
-    /// page's focused element, i.e. the body.
-    pub async fn press(&self, key: &str) {
+    /// Presses and releases these keys one after the other, as real keyboard events (W3C
+    /// actions) in one command, so that they all reach the page it is on now; delivered to
+    /// the page's focused element, i.e. the body.
+    pub async fn press(&self, keys: &[&str]) {
+        let actions: Vec<Value> = keys
+            .iter()
+            .flat_map(|key| {
+                [
+                    json!({ "type": "keyDown", "value": key }),
+                    json!({ "type": "keyUp", "value": key }),
+                ]
+            })
+            .collect();
         self.post(
             "/actions",
-            json!({ "actions": [{
-                "type": "key",
-                "id": "keyboard",
-                "actions": [{ "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }]
-            }]}),
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }]}),
         )
         .await;
     }
