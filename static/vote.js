@@ -34,14 +34,12 @@
     setEnabled(true);
   }
 
-  // An image that fails to load must not leave the participant stuck: the buttons open
-  // and the page says what happened, so they can reload or answer as they see it.
+  // An image that did not load was not seen: no answer is taken. The page says so and
+  // offers a reload (the server hands out the same pair again).
   function failed() {
     if (loadedAt !== null || sent) return;
     var note = document.getElementById("image-error");
     if (note) note.hidden = false;
-    loadedAt = performance.now();
-    setEnabled(true);
   }
 
   function submit(button) {

@@ -51,32 +51,45 @@ struct Step {
     answer: Answer,
     /// The vote that must be stored.
     choice: &'static str,
-    /// Hold this page's images back and try to answer before they arrive.
-    slow_images: bool,
+    /// What happens to this page's images on the way.
+    images: Images,
     /// Answer this page with JavaScript turned off: plain HTML buttons.
     no_script: bool,
+}
+
+#[derive(PartialEq)]
+enum Images {
+    Arrive,
+    /// Held back while the test tries to answer before they arrive.
+    Late,
+    /// They fail at first: no answer counts until a reload brings them.
+    Fail,
 }
 
 const fn step(answer: Answer, choice: &'static str) -> Step {
     Step {
         answer,
         choice,
-        slow_images: false,
+        images: Images::Arrive,
         no_script: false,
+    }
+}
+
+const fn with(answer: Answer, choice: &'static str, images: Images, no_script: bool) -> Step {
+    Step {
+        answer,
+        choice,
+        images,
+        no_script,
     }
 }
 
 /// Every key at least once; "1" then "2" at once must vote left, once.
 const LAPTOP: [Step; 8] = [
     step(Answer::Keys(&[KEY_LEFT]), "left"),
-    Step {
-        answer: Answer::Keys(&[KEY_RIGHT]),
-        choice: "right",
-        slow_images: true,
-        no_script: false,
-    },
+    with(Answer::Keys(&[KEY_RIGHT]), "right", Images::Late, false),
     step(Answer::Keys(&["1", "2"]), "left"),
-    step(Answer::Keys(&["2"]), "right"),
+    with(Answer::Keys(&["2"]), "right", Images::Fail, false),
     step(Answer::Keys(&["3"]), "tie"),
     step(Answer::HoldDown(&ARROW_RIGHT), "right"),
     step(Answer::Keys(&["4"]), "both_bad"),
@@ -85,18 +98,8 @@ const LAPTOP: [Step; 8] = [
 
 const PHONE: [Step; 4] = [
     step(Answer::Tap("left"), "left"),
-    Step {
-        answer: Answer::Tap("right"),
-        choice: "right",
-        slow_images: true,
-        no_script: false,
-    },
-    Step {
-        answer: Answer::Tap("tie"),
-        choice: "tie",
-        slow_images: false,
-        no_script: true,
-    },
+    with(Answer::Tap("right"), "right", Images::Late, false),
+    with(Answer::Tap("tie"), "tie", Images::Arrive, true),
     step(Answer::Tap("both_bad"), "both_bad"),
 ];
 
@@ -212,7 +215,7 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
         )))
         .await;
     wait_for(&browser, "the instructions page", |s| s["start"] == true).await;
-    if steps[0].slow_images {
+    if steps[0].images == Images::Late {
         gate.hold();
     }
     browser.click("#start").await;
@@ -234,7 +237,7 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
             );
             is_comparison(s) && s["assignment"].as_str() != previous.as_deref()
         };
-        if step.slow_images {
+        if step.images == Images::Late {
             // The page is there, its images are not: an answer now must not count.
             let early = wait_until(&browser, &what, &new_page).await;
             assert!(
@@ -277,6 +280,24 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
             assert!(gate.waiting() > 0, "no image request was held back");
             gate.release();
             slow = Some((i, Instant::now()));
+        }
+        if step.images == Images::Fail {
+            let broken =
+                wait_for(&browser, &what, |s| new_page(s) && s["image_error"] == true).await;
+            assert_eq!(
+                broken["enabled"], 0,
+                "buttons usable without the images: {broken}"
+            );
+            answer(&browser, &step.answer).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let still = browser.script(SNAPSHOT).await.expect("page after answer");
+            assert_eq!(
+                still["assignment"], broken["assignment"],
+                "answered: {still}"
+            );
+            assert_eq!(votes_stored().await, i as i64, "a vote without the images");
+            gate.fail_images(false);
+            browser.click("#image-error a").await;
         }
         let snap = wait_for(&browser, &what, |s| {
             new_page(s)
@@ -381,8 +402,11 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
                 );
             }
         }
-        if i + 1 < steps.len() && steps[i + 1].slow_images {
+        if i + 1 < steps.len() && steps[i + 1].images == Images::Late {
             gate.hold();
+        }
+        if i + 1 < steps.len() && steps[i + 1].images == Images::Fail {
+            gate.fail_images(true);
         }
 
         if step.no_script {

@@ -1,9 +1,9 @@
 //! A local HTTP/1.1 proxy in front of the app that can hold image requests (`/img/…`) back
 //! until the test releases them, so the test can act on a comparison page whose images have
-//! not arrived yet, as on a slow connection. Every other request passes straight through,
+//! not arrived yet, as on a slow connection, or fail them (503), as a broken connection. Every other request passes straight through,
 //! headers (cookies included) and bodies unchanged; redirects are passed back, not followed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -24,6 +24,7 @@ pub struct ImageGate {
     address: String,
     held: watch::Sender<bool>,
     waiting: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,18 +37,20 @@ impl ImageGate {
         let address = format!("http://{}", listener.local_addr().expect("gate address"));
         let (held, _) = watch::channel(false);
         let waiting = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("gate HTTP client");
         let (upstream, gate, count) = (upstream.to_string(), held.clone(), waiting.clone());
+        let fail = failing.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (client, upstream) = (client.clone(), upstream.clone());
-                let (held, waiting) = (gate.subscribe(), count.clone());
+                let (held, waiting, failing) = (gate.subscribe(), count.clone(), fail.clone());
                 tokio::spawn(async move {
                     // A broken connection only ends that connection; the browser retries.
-                    let _ = serve(stream, client, upstream, held, waiting).await;
+                    let _ = serve(stream, client, upstream, held, waiting, failing).await;
                 });
             }
         });
@@ -55,6 +58,7 @@ impl ImageGate {
             address,
             held,
             waiting,
+            failing,
             task,
         }
     }
@@ -70,6 +74,11 @@ impl ImageGate {
 
     pub fn release(&self) {
         self.held.send_replace(false);
+    }
+
+    /// While on, image requests are answered 503 without reaching the app.
+    pub fn fail_images(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
     }
 
     /// How many image requests are being held right now.
@@ -90,6 +99,7 @@ async fn serve(
     upstream: String,
     mut held: watch::Receiver<bool>,
     waiting: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     let mut stream = BufReader::new(stream);
     loop {
@@ -135,6 +145,14 @@ async fn serve(
             if !released {
                 return Ok(());
             }
+        }
+
+        if path.starts_with("/img/") && failing.load(Ordering::SeqCst) {
+            let out = stream.get_mut();
+            out.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                .await?;
+            out.flush().await?;
+            continue;
         }
 
         let method = reqwest::Method::from_bytes(method.as_bytes())

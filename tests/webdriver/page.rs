@@ -28,6 +28,7 @@ return {
   buttons: buttons.length,
   enabled: buttons.filter((b) => !b.disabled).length,
   gated: !!q('#vote-form[data-gated]'),
+  image_error: !!q('#image-error') && !q('#image-error').hidden,
   code: text('#completion-code'),
   start: !!q('#start'),
   link: link ? link.getAttribute('href') : null,
