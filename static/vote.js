@@ -16,7 +16,6 @@
 
   function setEnabled(enabled) {
     for (var i = 0; i < buttons.length; i++) buttons[i].disabled = !enabled;
-    form.classList.toggle("waiting", !enabled);
   }
 
   function loaded(img) {
