@@ -1,357 +1,122 @@
 //! End-to-end browser test: headless Chromium, driven over WebDriver by chromedriver, takes
-//! a study as a Prolific participant using only the keyboard, reaches the completion page,
-//! and the database then holds exactly the votes pressed, for the images that were shown.
+//! a study as a Prolific participant, once on a 1366x657 laptop screen with the keyboard and
+//! once on a 390x844 phone (Chrome's emulation) by tapping, reaches the completion page, and
+//! the database then holds exactly the votes given, for the images that were shown.
+//!
+//! On every comparison page the prompt, both images (side by side) and every answer button
+//! must lie inside the viewport, by their bounding boxes, with nothing to scroll. One page's
+//! images are held back (by `webdriver::gate`) to check that an answer given before both
+//! images are there is not taken, and a key held down until it auto-repeats votes once.
+//! A screenshot of the first comparison at each size is left in `target/tmp/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium
 //! chromium-driver`); `CHROMIUM` and `CHROMEDRIVER` override the binaries' paths.
-//!
-//! The WebDriver protocol (W3C) is spoken directly with `reqwest`: fantoccini 0.22 without
-//! its TLS features can only be built from a `hyper_util` connector, which this crate does
-//! not depend on.
 
 mod common;
+mod webdriver;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use common::TestApp;
-
-const INSTALL_HINT: &str = "run `apt-get install -y chromium chromium-driver` (CI installs them)";
-/// The W3C WebDriver key codes of the arrow keys.
-const KEY_LEFT: &str = "\u{E012}";
-const KEY_RIGHT: &str = "\u{E014}";
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-fn binary(env: &str, default: &str) -> PathBuf {
-    let path = std::env::var_os(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default));
-    assert!(
-        path.is_file(),
-        "{} not found: the browser test needs Chromium and chromedriver; {INSTALL_HINT}",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port()
-}
+use webdriver::gate::ImageGate;
+use webdriver::layout::{check_layout, LAYOUT};
+use webdriver::page::{is_comparison, is_completion, wait_for, wait_until, IMAGE_HASHES, SNAPSHOT};
+use webdriver::{binary, Browser, ChromeDriver, Key, Screen, ARROW_RIGHT, KEY_LEFT, KEY_RIGHT};
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// A chromedriver process of this test. Dropping it ends the browser session (if one is
-/// still open) and then kills chromedriver, also when the test has failed.
-struct ChromeDriver {
-    child: Child,
-    port: u16,
-    session: Option<String>,
+const LONG_PROMPT: &str = ": a photorealistic portrait of an elderly fisherman mending a net on a \
+    wooden pier at sunrise, soft golden light, mist over the harbour, seagulls in the distance, \
+    shot on 35 mm film, shallow depth of field";
+const NOTICE: &str = "This study closes on Friday at 18:00 UTC.";
+
+/// How the participant answers one comparison.
+enum Answer {
+    /// These keys, pressed and released one after the other at once (one WebDriver command,
+    /// so that a second key reaches the page the first one answered).
+    Keys(&'static [&'static str]),
+    /// This key held down: it auto-repeats, also once the next pair is on screen.
+    HoldDown(&'static Key),
+    /// A tap on the button with this value.
+    Tap(&'static str),
 }
 
-impl ChromeDriver {
-    fn start(chromedriver: &Path, log: &Path) -> ChromeDriver {
-        let port = free_port();
-        let child = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e}; {INSTALL_HINT}",
-                    chromedriver.display()
-                )
-            });
-        ChromeDriver {
-            child,
-            port,
-            session: None,
+struct Step {
+    answer: Answer,
+    /// The vote that must be stored.
+    choice: &'static str,
+    /// What happens to this page's images on the way.
+    images: Images,
+    /// Answer this page with JavaScript turned off: plain HTML buttons.
+    no_script: bool,
+}
+
+#[derive(PartialEq)]
+enum Images {
+    Arrive,
+    /// Held back while the test tries to answer before they arrive.
+    Late,
+    /// They fail at first: no answer counts until a reload brings them.
+    Fail,
+}
+
+const fn step(answer: Answer, choice: &'static str) -> Step {
+    Step {
+        answer,
+        choice,
+        images: Images::Arrive,
+        no_script: false,
+    }
+}
+
+const fn with(answer: Answer, choice: &'static str, images: Images, no_script: bool) -> Step {
+    Step {
+        answer,
+        choice,
+        images,
+        no_script,
+    }
+}
+
+/// Every key at least once; "1" then "2" at once must vote left, once.
+const LAPTOP: [Step; 8] = [
+    step(Answer::Keys(&[KEY_LEFT]), "left"),
+    with(Answer::Keys(&[KEY_RIGHT]), "right", Images::Late, false),
+    step(Answer::Keys(&["1", "2"]), "left"),
+    with(Answer::Keys(&["2"]), "right", Images::Fail, false),
+    step(Answer::Keys(&["3"]), "tie"),
+    step(Answer::HoldDown(&ARROW_RIGHT), "right"),
+    step(Answer::Keys(&["4"]), "both_bad"),
+    step(Answer::Keys(&[KEY_LEFT]), "left"),
+];
+
+const PHONE: [Step; 4] = [
+    step(Answer::Tap("left"), "left"),
+    with(Answer::Tap("right"), "right", Images::Late, false),
+    with(Answer::Tap("tie"), "tie", Images::Arrive, true),
+    step(Answer::Tap("both_bad"), "both_bad"),
+];
+
+async fn answer(browser: &Browser, answer: &Answer) {
+    match answer {
+        Answer::Keys(keys) => browser.press(keys).await,
+        Answer::HoldDown(key) => {
+            browser.key_down(key, false).await;
+            browser.key_down(key, true).await;
+            browser.key_down(key, true).await;
+        }
+        Answer::Tap(value) => {
+            browser
+                .click(&format!("#vote-form button[value=\"{value}\"]"))
+                .await
         }
     }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn wait_ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("chromedriver status") {
-                panic!("chromedriver exited early ({status}); {INSTALL_HINT}");
-            }
-            if let Ok(resp) = http.get(format!("{}/status", self.url())).send().await {
-                if let Ok(body) = resp.json::<Value>().await {
-                    if body["value"]["ready"] == json!(true) {
-                        return;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not answer within 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
-            // Blocking on purpose: the runtime may be going away. Chromedriver quits the browser.
-            let _ = delete_session_blocking(self.port, &session);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn delete_session_blocking(port: u16, session: &str) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply)?;
-    Ok(())
-}
-
-/// A minimal W3C WebDriver client: just the commands this test uses.
-struct Browser {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Browser {
-    async fn new_session(
-        driver: &mut ChromeDriver,
-        http: reqwest::Client,
-        chromium: &Path,
-        profile: &Path,
-    ) -> Browser {
-        let caps = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "pageLoadStrategy": "normal",
-                    "goog:chromeOptions": {
-                        "binary": chromium.display().to_string(),
-                        "args": [
-                            "--headless",
-                            "--no-sandbox",
-                            "--disable-gpu",
-                            "--disable-dev-shm-usage",
-                            "--disable-background-networking",
-                            "--disable-component-update",
-                            "--disable-sync",
-                            "--no-first-run",
-                            "--window-size=1200,900",
-                            format!("--user-data-dir={}", profile.display()),
-                        ]
-                    }
-                }
-            }
-        });
-        let resp = http
-            .post(format!("{}/session", driver.url()))
-            .json(&caps)
-            .send()
-            .await
-            .expect("new WebDriver session request");
-        let body: Value = resp.json().await.expect("new session reply is JSON");
-        let session = body["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| {
-                panic!("chromedriver could not start Chromium ({body}); {INSTALL_HINT}")
-            })
-            .to_string();
-        driver.session = Some(session.clone());
-        Browser {
-            http,
-            base: format!("{}/session/{session}", driver.url()),
-        }
-    }
-
-    async fn command(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, String> {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(body) = body {
-            req = req.json(&body);
-        } else if method == reqwest::Method::POST {
-            req = req.json(&json!({}));
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        let status = resp.status();
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        if !status.is_success() || body["value"].get("error").is_some() {
-            return Err(format!("{method} {path}: {status} {}", body["value"]));
-        }
-        Ok(body["value"].clone())
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.command(reqwest::Method::POST, path, Some(body))
-            .await
-            .unwrap_or_else(|e| panic!("WebDriver command failed: {e}"))
-    }
-
-    async fn goto(&self, url: &str) {
-        self.post("/url", json!({ "url": url })).await;
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let element = self
-            .post("/element", json!({ "using": "css selector", "value": css }))
-            .await;
-        element[ELEMENT_KEY]
-            .as_str()
-            .unwrap_or_else(|| panic!("element reference for {css}: {element}"))
-            .to_string()
-    }
-
-    async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.post(&format!("/element/{element}/click"), json!({}))
-            .await;
-    }
-
-    /// Runs a script in the page; errors (e.g. while the page is navigating) are returned.
-    async fn script(&self, script: &str) -> Result<Value, String> {
-        self.command(
-            reqwest::Method::POST,
-            "/execute/sync",
-            Some(json!({ "script": script, "args": [] })),
-        )
-        .await
-    }
-
-    async fn script_async(&self, script: &str) -> Value {
-        self.post("/execute/async", json!({ "script": script, "args": [] }))
-            .await
-    }
-
-    /// Presses and releases one key as a real keyboard event (W3C actions), delivered to the
-    /// page's focused element, i.e. the body.
-    async fn press(&self, key: &str) {
-        self.post(
-            "/actions",
-            json!({ "actions": [{
-                "type": "key",
-                "id": "keyboard",
-                "actions": [{ "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }]
-            }]}),
-        )
-        .await;
-    }
-
-    async fn screenshot(&self) -> Vec<u8> {
-        let data = self
-            .command(reqwest::Method::GET, "/screenshot", None)
-            .await
-            .unwrap_or_else(|e| panic!("screenshot failed: {e}"));
-        base64::engine::general_purpose::STANDARD
-            .decode(data.as_str().expect("base64 screenshot"))
-            .expect("screenshot is base64")
-    }
-
-    async fn quit(self, driver: &mut ChromeDriver) {
-        let _ = self.command(reqwest::Method::DELETE, "", None).await;
-        driver.session = None;
-    }
-}
-
-/// What the test reads from a page: the comparison, the completion page, or neither.
-const SNAPSHOT: &str = r#"
-const q = (s) => document.querySelector(s);
-const text = (s) => (q(s) ? q(s).textContent.trim() : null);
-const img = (s) => q(s) ? { src: q(s).src, complete: q(s).complete, width: q(s).naturalWidth } : null;
-const aid = q('#vote-form input[name="assignment_id"]');
-const refresh = q('meta[http-equiv="refresh"]');
-const link = q('#completion-link');
-return {
-  url: location.href,
-  ready: document.readyState,
-  assignment: aid ? aid.value : null,
-  progress: text('#progress'),
-  prompt: text('#prompt'),
-  left: img('#left-image'),
-  right: img('#right-image'),
-  code: text('#completion-code'),
-  start: !!q('#start'),
-  link: link ? link.getAttribute('href') : null,
-  refresh: refresh ? refresh.getAttribute('content') : null,
-  body: document.body ? document.body.innerText.slice(0, 500) : null,
-};
-"#;
-
-/// The sha256 of both images' bytes as the browser fetches them.
-const IMAGE_HASHES: &str = r#"
-const done = arguments[arguments.length - 1];
-const hash = async (src) => {
-  const resp = await fetch(src, { cache: 'force-cache' });
-  if (!resp.ok) throw new Error(src + ': ' + resp.status);
-  const digest = await crypto.subtle.digest('SHA-256', await resp.arrayBuffer());
-  return Array.from(new Uint8Array(digest)).map((b) => b.toString(16).padStart(2, '0')).join('');
-};
-Promise.all([hash(document.getElementById('left-image').src), hash(document.getElementById('right-image').src)])
-  .then(([left, right]) => done({ left, right }), (e) => done({ error: String(e) }));
-"#;
-
-/// Polls the page until `accept` takes a snapshot of a fully loaded document.
-async fn wait_for(browser: &Browser, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = Value::Null;
-    loop {
-        if let Ok(snap) = browser.script(SNAPSHOT).await {
-            if snap["ready"] == "complete" && accept(&snap) {
-                return snap;
-            }
-            last = snap;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last page: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-fn is_comparison(snap: &Value) -> bool {
-    snap["assignment"].is_string()
-}
-
-fn is_completion(snap: &Value) -> bool {
-    snap["code"].is_string()
 }
 
 /// One comparison page as the participant saw and answered it.
@@ -364,34 +129,68 @@ struct Shown {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_prolific_participant_votes_with_the_keyboard_and_the_votes_are_stored() {
+async fn a_prolific_participant_votes_with_the_keyboard_on_a_1366x657_laptop_screen() {
+    let screen = Screen {
+        width: 1366,
+        height: 657,
+        phone: false,
+    };
+    let small = Screen {
+        width: 1280,
+        height: 720,
+        ..screen
+    };
+    take_the_study(screen, small, &LAPTOP).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prolific_participant_votes_by_tapping_on_a_390x844_phone() {
+    let screen = Screen {
+        width: 390,
+        height: 844,
+        phone: true,
+    };
+    let landscape = Screen {
+        width: 844,
+        height: 390,
+        ..screen
+    };
+    take_the_study(screen, landscape, &PHONE).await;
+}
+
+/// Takes the study at `screen`; the first comparison is also checked (and photographed) at
+/// `also`, a second size of the same device (another window size, the phone turned).
+async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
     let chromium = binary("CHROMIUM", "/usr/bin/chromium");
     let chromedriver = binary("CHROMEDRIVER", "/usr/bin/chromedriver");
     let scratch = tempfile::tempdir().expect("temp dir");
     let profile = scratch.path().join("profile");
     std::fs::create_dir_all(&profile).expect("profile dir");
 
-    // 8 votes: every key at least once; gold checks (a quarter) may show a broken image.
-    const VOTES: usize = 8;
-    let keys: [(&str, &str); VOTES] = [
-        (KEY_LEFT, "left"),
-        (KEY_RIGHT, "right"),
-        ("1", "left"),
-        ("2", "right"),
-        ("3", "tie"),
-        ("4", "both_bad"),
-        (KEY_RIGHT, "right"),
-        (KEY_LEFT, "left"),
-    ];
+    // Gold checks (a quarter) may show a broken image.
+    let votes = steps.len();
     let app = TestApp::spawn().await;
     app.ready_study(
         "browser",
-        VOTES as i32,
+        votes as i32,
         0.25,
         4,
         &["alpha", "beta", "gamma"],
     )
     .await;
+    // A prompt of a real study's length and a notice line, so that the layout is checked
+    // with text that wraps, not only with "test prompt number 1".
+    for (sql, text) in [
+        ("UPDATE prompts SET text = text || $1", LONG_PROMPT),
+        ("UPDATE studies SET notice = $1", NOTICE),
+    ] {
+        sqlx::query(sql)
+            .bind(text)
+            .execute(&app.db.pool)
+            .await
+            .expect("lengthen prompts, set a notice");
+    }
+    let gate = ImageGate::start(&app.url("")).await;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -399,39 +198,137 @@ async fn a_prolific_participant_votes_with_the_keyboard_and_the_votes_are_stored
         .expect("HTTP client");
     let mut driver = ChromeDriver::start(&chromedriver, &scratch.path().join("chromedriver.log"));
     driver.wait_ready(&http).await;
-    let browser = Browser::new_session(&mut driver, http.clone(), &chromium, &profile).await;
+    let browser =
+        Browser::new_session(&mut driver, http.clone(), &chromium, &profile, screen).await;
 
     let pid = format!("pid{}", Uuid::new_v4().simple());
+    let votes_stored = || async {
+        app.count(&format!(
+            "SELECT count(*) FROM votes v JOIN assignments a ON a.id = v.assignment_id \
+             JOIN participants p ON p.id = a.participant_id WHERE p.prolific_pid = '{pid}'"
+        ))
+        .await
+    };
     browser
-        .goto(&app.url(&format!(
+        .goto(&gate.url(&format!(
             "/s/browser?PROLIFIC_PID={pid}&STUDY_ID=study-b&SESSION_ID=session-b"
         )))
         .await;
     wait_for(&browser, "the instructions page", |s| s["start"] == true).await;
+    if steps[0].images == Images::Late {
+        gate.hold();
+    }
     browser.click("#start").await;
 
     let mut shown: Vec<Shown> = Vec::new();
     let mut previous: Option<String> = None;
-    for (i, (key, choice)) in keys.iter().enumerate() {
-        let snap = wait_for(&browser, &format!("comparison {}", i + 1), |s| {
+    // The page answered after its images were held back, and when they were let through.
+    let mut slow: Option<(usize, Instant)> = None;
+    let mut slow_answered: Option<Duration> = None;
+    for (i, step) in steps.iter().enumerate() {
+        let what = format!("comparison {} at {}", i + 1, screen.name());
+        let new_page = |s: &Value| {
             let intro = i == 0 && s["start"] == true;
+            let moving =
+                s["ready"] != "complete" || s["assignment"].as_str() == previous.as_deref();
             assert!(
-                is_comparison(s) || intro || s["ready"] != "complete",
-                "expected comparison {} of {VOTES}, got: {s}",
-                i + 1
+                is_comparison(s) || intro || moving,
+                "expected {what} of {votes}, got: {s}"
             );
-            s["assignment"].as_str() != previous.as_deref()
+            is_comparison(s) && s["assignment"].as_str() != previous.as_deref()
+        };
+        if step.images == Images::Late {
+            // The page is there, its images are not: an answer now must not count.
+            let early = wait_until(&browser, &what, &new_page).await;
+            assert!(
+                early["left"]["complete"] == false || early["right"]["complete"] == false,
+                "the images were not held back: {early}"
+            );
+            assert_eq!(
+                early["enabled"], 0,
+                "buttons usable before the images: {early}"
+            );
+            match &step.answer {
+                // A click on a disabled button may be refused by WebDriver: also not a vote.
+                Answer::Tap(value) => {
+                    let css = format!("#vote-form button[value=\"{value}\"]");
+                    let element = browser.find(&css).await;
+                    let _ = browser
+                        .command(
+                            reqwest::Method::POST,
+                            &format!("/element/{element}/click"),
+                            Some(json!({})),
+                        )
+                        .await;
+                }
+                other => answer(&browser, other).await,
+            }
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            let still = browser
+                .script(SNAPSHOT)
+                .await
+                .expect("page after early answer");
+            assert_eq!(
+                still["assignment"], early["assignment"],
+                "answered early: {still}"
+            );
+            assert_eq!(
+                votes_stored().await,
+                i as i64,
+                "a vote before the images loaded"
+            );
+            assert!(gate.waiting() > 0, "no image request was held back");
+            gate.release();
+            slow = Some((i, Instant::now()));
+        }
+        if step.images == Images::Fail {
+            let broken =
+                wait_for(&browser, &what, |s| new_page(s) && s["image_error"] == true).await;
+            assert_eq!(
+                broken["enabled"], 0,
+                "buttons usable without the images: {broken}"
+            );
+            answer(&browser, &step.answer).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let still = browser.script(SNAPSHOT).await.expect("page after answer");
+            assert_eq!(
+                still["assignment"], broken["assignment"],
+                "answered: {still}"
+            );
+            assert_eq!(votes_stored().await, i as i64, "a vote without the images");
+            gate.fail_images(false);
+            browser.click("#image-error a").await;
+        }
+        let snap = wait_for(&browser, &what, |s| {
+            new_page(s)
                 && s["left"]["complete"] == true
                 && s["right"]["complete"] == true
+                && s["enabled"] == s["buttons"]
         })
         .await;
+        if i > 0 {
+            if let Answer::HoldDown(key) = &steps[i - 1].answer {
+                // The key that answered the last page is still down and repeating.
+                for _ in 0..3 {
+                    browser.key_down(key, true).await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let still = browser.script(SNAPSHOT).await.expect("page after repeats");
+                assert_eq!(
+                    still["assignment"], snap["assignment"],
+                    "auto-repeat voted: {still}"
+                );
+                assert_eq!(votes_stored().await, i as i64, "auto-repeat voted");
+                browser.key_up(key).await;
+            }
+        }
         let assignment = snap["assignment"]
             .as_str()
             .expect("assignment id")
             .to_string();
         assert_eq!(
             snap["progress"],
-            format!("{} / {VOTES}", i + 1),
+            format!("{} / {votes}", i + 1),
             "progress: {snap}"
         );
         assert!(
@@ -446,13 +343,16 @@ async fn a_prolific_participant_votes_with_the_keyboard_and_the_votes_are_stored
                 "the {side} image did not render: {snap}"
             );
         }
+        let layout = browser.script(LAYOUT).await.expect("layout script");
+        check_layout(&layout, screen, i + 1);
+
         let left_src = snap["left"]["src"].as_str().expect("left src").to_string();
         let right_src = snap["right"]["src"]
             .as_str()
             .expect("right src")
             .to_string();
-        assert_eq!(left_src, app.url(&format!("/img/{assignment}/left")));
-        assert_eq!(right_src, app.url(&format!("/img/{assignment}/right")));
+        assert_eq!(left_src, gate.url(&format!("/img/{assignment}/left")));
+        assert_eq!(right_src, gate.url(&format!("/img/{assignment}/right")));
 
         // The bytes the browser got, hashed in the page, and the same URL fetched again.
         let hashes = browser.script_async(IMAGE_HASHES).await;
@@ -462,9 +362,16 @@ async fn a_prolific_participant_votes_with_the_keyboard_and_the_votes_are_stored
         );
         let left_sha = hashes["left"].as_str().expect("left hash").to_string();
         let right_sha = hashes["right"].as_str().expect("right hash").to_string();
+        // Fetched again as the participant (their cookie, read from the browser).
+        let cookie = browser
+            .command(reqwest::Method::GET, "/cookie/axl_participant", None)
+            .await
+            .unwrap_or_else(|e| panic!("the participant cookie: {e}"));
+        let cookie = format!("axl_participant={}", cookie["value"].as_str().unwrap_or(""));
         for (src, sha) in [(&left_src, &left_sha), (&right_src, &right_sha)] {
             let bytes = http
                 .get(src)
+                .header(reqwest::header::COOKIE, &cookie)
                 .send()
                 .await
                 .and_then(|r| r.error_for_status())
@@ -480,24 +387,83 @@ async fn a_prolific_participant_votes_with_the_keyboard_and_the_votes_are_stored
         }
 
         if i == 0 {
-            let png = browser.screenshot().await;
-            let path = scratch.path().join("comparison.png");
-            std::fs::write(&path, &png).expect("write screenshot");
-            assert!(
-                png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
-                "the screenshot is not a PNG ({} bytes)",
-                png.len()
-            );
+            for size in [also, screen] {
+                browser.resize(size).await;
+                let layout = browser.script(LAYOUT).await.expect("layout script");
+                check_layout(&layout, size, i + 1);
+                let png = browser.screenshot().await;
+                let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .join(format!("browser-{}.png", size.name()));
+                std::fs::write(&path, &png).expect("write screenshot");
+                assert!(
+                    png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
+                    "the screenshot is not a PNG ({} bytes)",
+                    png.len()
+                );
+            }
+        }
+        if i + 1 < steps.len() && steps[i + 1].images == Images::Late {
+            gate.hold();
+        }
+        if i + 1 < steps.len() && steps[i + 1].images == Images::Fail {
+            gate.fail_images(true);
         }
 
-        browser.press(key).await;
+        if step.no_script {
+            browser
+                .cdp(
+                    "Emulation.setScriptExecutionDisabled",
+                    json!({ "value": true }),
+                )
+                .await;
+            browser.post("/refresh", json!({})).await;
+            let plain = wait_for(&browser, "the page without JavaScript", |s| {
+                s["assignment"] == assignment.as_str() && s["buttons"] == 4
+            })
+            .await;
+            assert_eq!(
+                plain["enabled"], 4,
+                "buttons unusable without JavaScript: {plain}"
+            );
+        }
+        if let (true, Answer::Tap(value)) = (step.no_script, &step.answer) {
+            // A touch at the button's centre (WebDriver's click waits on page scripts).
+            let buttons = layout["buttons"].as_array().expect("button boxes");
+            let b = buttons
+                .iter()
+                .find(|b| b["name"] == *value)
+                .unwrap_or_else(|| panic!("no {value} button: {layout}"));
+            let centre = |a: &str, z: &str| {
+                (b[a].as_f64().unwrap_or(0.0) + b[z].as_f64().unwrap_or(0.0)) / 2.0
+            };
+            browser
+                .touch(centre("left", "right"), centre("top", "bottom"))
+                .await;
+        } else {
+            answer(&browser, &step.answer).await;
+        }
+        if step.no_script {
+            browser
+                .cdp(
+                    "Emulation.setScriptExecutionDisabled",
+                    json!({ "value": false }),
+                )
+                .await;
+        }
+        if let Some((_, released)) = slow.filter(|(page, _)| *page == i) {
+            slow_answered = Some(released.elapsed());
+        }
         shown.push(Shown {
             assignment: Uuid::parse_str(&assignment).expect("assignment id is a UUID"),
-            choice,
+            choice: step.choice,
             left_sha,
             right_sha,
         });
         previous = Some(assignment);
+    }
+    let last_key = steps.last().map(|s| &s.answer);
+    if let Some(Answer::HoldDown(key)) = last_key {
+        browser.key_up(key).await;
     }
 
     // The completion page, read before its 3-second refresh to Prolific fires.
@@ -506,20 +472,38 @@ async fn a_prolific_participant_votes_with_the_keyboard_and_the_votes_are_stored
             s["assignment"].as_str() == previous.as_deref()
                 || s["ready"] != "complete"
                 || is_completion(s),
-            "expected the completion page after {VOTES} votes, got: {s}"
+            "expected the completion page after {votes} votes, got: {s}"
         );
         is_completion(s)
     })
     .await;
     let prolific = "https://app.prolific.com/submissions/complete?cc=CODE-123";
     assert_eq!(done["code"], "CODE-123", "{done}");
-    assert_eq!(done["url"], app.url("/s/browser/done"), "{done}");
+    assert_eq!(done["url"], gate.url("/s/browser/done"), "{done}");
     assert_eq!(done["link"], prolific, "{done}");
     assert_eq!(done["refresh"], format!("3;url={prolific}"), "{done}");
     // Stay away from the (unreachable) Prolific site.
     browser.goto("about:blank").await;
     browser.quit(&mut driver).await;
     drop(driver);
+
+    // The response time of the page whose images came late counts from when they came:
+    // it is at most the time from their release to the answer.
+    if let (Some((page, _)), Some(bound)) = (slow, slow_answered) {
+        let ms: i32 = sqlx::query_scalar("SELECT response_ms FROM votes WHERE assignment_id = $1")
+            .bind(shown[page].assignment)
+            .fetch_one(&app.db.pool)
+            .await
+            .expect("response_ms of the slow page");
+        assert!(
+            i128::from(ms) <= bound.as_millis() as i128,
+            "response_ms {ms} counts the wait for the images (answered {bound:?} after they came)"
+        );
+        eprintln!(
+            "browser test at {}: response_ms {ms} for the page whose images came 1 s late",
+            screen.name()
+        );
+    }
 
     // The database holds exactly these votes, for the images shown on each side.
     let participants: Vec<(Uuid, Option<String>, Option<String>, i32)> = sqlx::query_as(
@@ -537,7 +521,7 @@ async fn a_prolific_participant_votes_with_the_keyboard_and_the_votes_are_stored
     let (participant, study_id, session_id, votes_done) = participants[0].clone();
     assert_eq!(study_id.as_deref(), Some("study-b"));
     assert_eq!(session_id.as_deref(), Some("session-b"));
-    assert_eq!(votes_done, VOTES as i32);
+    assert_eq!(votes_done, votes as i32);
 
     type Row = (
         Uuid,
@@ -566,16 +550,10 @@ async fn a_prolific_participant_votes_with_the_keyboard_and_the_votes_are_stored
     .expect("assignments query");
     assert_eq!(
         rows.len(),
-        VOTES,
+        votes,
         "assignments of the participant: {rows:?}"
     );
-    let votes = app
-        .count(&format!(
-            "SELECT count(*) FROM votes v JOIN assignments a ON a.id = v.assignment_id \
-             WHERE a.participant_id = '{participant}'"
-        ))
-        .await;
-    assert_eq!(votes, VOTES as i64);
+    assert_eq!(votes_stored().await, votes as i64);
 
     for page in &shown {
         let (_, choice, gold, broken_side, left_sha, left_file, right_sha, right_file) = rows
@@ -602,9 +580,12 @@ async fn a_prolific_participant_votes_with_the_keyboard_and_the_votes_are_stored
         }
     }
     let golds = rows.iter().filter(|r| r.2).count();
-    eprintln!("browser test: {VOTES} keyboard votes stored as shown ({golds} gold checks)");
+    eprintln!(
+        "browser test: {votes} votes at {} stored as shown ({golds} gold checks)",
+        screen.name()
+    );
     let mut distinct: Vec<Uuid> = shown.iter().map(|s| s.assignment).collect();
     distinct.sort();
     distinct.dedup();
-    assert_eq!(distinct.len(), VOTES, "every page showed a new assignment");
+    assert_eq!(distinct.len(), votes, "every page showed a new assignment");
 }
