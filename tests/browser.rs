@@ -31,6 +31,21 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// A served PNG without its random padding chunk: the stored file's bytes.
+fn without_padding(png: &[u8]) -> Vec<u8> {
+    let mut out = png[..8.min(png.len())].to_vec();
+    let mut o = 8;
+    while o + 12 <= png.len() {
+        let len = u32::from_be_bytes([png[o], png[o + 1], png[o + 2], png[o + 3]]) as usize;
+        let end = (o + 12 + len).min(png.len());
+        if &png[o + 4..o + 8] != b"paDd" {
+            out.extend_from_slice(&png[o..end]);
+        }
+        o = end;
+    }
+    out
+}
+
 const LONG_PROMPT: &str = ": a photorealistic portrait of an elderly fisherman mending a net on a \
     wooden pier at sunrise, soft golden light, mist over the harbour, seagulls in the distance, \
     shot on 35 mm film, shallow depth of field";
@@ -354,11 +369,16 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
         assert_eq!(left_src, gate.url(&format!("/img/{assignment}/left")));
         assert_eq!(right_src, gate.url(&format!("/img/{assignment}/right")));
 
-        // The bytes the browser got, hashed in the page, and the same URL fetched again.
+        // The bytes the browser got, hashed in the page (padding taken out), and the same
+        // URL fetched again: other padding bytes, the same length on both sides.
         let hashes = browser.script_async(IMAGE_HASHES).await;
         assert!(
             hashes["error"].is_null(),
             "hashing images in the page failed: {hashes}"
+        );
+        assert_eq!(
+            hashes["left_len"], hashes["right_len"],
+            "both images are served with the same length: {hashes}"
         );
         let left_sha = hashes["left"].as_str().expect("left hash").to_string();
         let right_sha = hashes["right"].as_str().expect("right hash").to_string();
@@ -379,7 +399,16 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
                 .bytes()
                 .await
                 .expect("image bytes");
-            assert_eq!(&sha256_hex(&bytes), sha, "{src} served different bytes");
+            assert_eq!(
+                Some(bytes.len() as u64),
+                hashes["left_len"].as_u64(),
+                "{src} served with another length"
+            );
+            assert_eq!(
+                &sha256_hex(&without_padding(&bytes)),
+                sha,
+                "{src} served a different image"
+            );
             assert!(
                 bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
                 "{src} is not a PNG"
@@ -482,6 +511,23 @@ async fn take_the_study(screen: Screen, also: Screen, steps: &[Step]) {
     assert_eq!(done["url"], gate.url("/s/browser/done"), "{done}");
     assert_eq!(done["link"], prolific, "{done}");
     assert_eq!(done["refresh"], format!("3;url={prolific}"), "{done}");
+    // Reopening the study link after finishing shows the same code again, never a fresh run.
+    browser
+        .goto(&gate.url(&format!(
+            "/s/browser?PROLIFIC_PID={pid}&STUDY_ID=study-b&SESSION_ID=session-b"
+        )))
+        .await;
+    wait_for(&browser, "the instructions page again", |s| {
+        s["start"] == true
+    })
+    .await;
+    browser.click("#start").await;
+    let again = wait_for(&browser, "the completion page again", |s| {
+        assert!(!is_comparison(s), "a fresh run after completion: {s}");
+        is_completion(s)
+    })
+    .await;
+    assert_eq!(again["code"], "CODE-123", "{again}");
     // Stay away from the (unreachable) Prolific site.
     browser.goto("about:blank").await;
     browser.quit(&mut driver).await;

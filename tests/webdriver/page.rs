@@ -38,16 +38,34 @@ return {
 "#;
 
 /// The sha256 of both images' bytes as the browser fetches them.
+/// Hashes of the images the page shows, with the random padding chunk (`paDd`) taken out,
+/// so they compare with the stored files; and the served lengths, padding included.
 pub const IMAGE_HASHES: &str = r#"
 const done = arguments[arguments.length - 1];
+const strip = (buf) => {
+  const b = new Uint8Array(buf), dv = new DataView(buf), parts = [b.slice(0, 8)];
+  let o = 8, n = 8;
+  while (o + 12 <= b.length) {
+    const len = dv.getUint32(o), end = o + 12 + len;
+    const type = String.fromCharCode(b[o + 4], b[o + 5], b[o + 6], b[o + 7]);
+    if (type !== 'paDd') { parts.push(b.slice(o, end)); n += end - o; }
+    o = end;
+  }
+  const out = new Uint8Array(n);
+  let k = 0;
+  for (const p of parts) { out.set(p, k); k += p.length; }
+  return out;
+};
 const hash = async (src) => {
   const resp = await fetch(src, { cache: 'force-cache' });
   if (!resp.ok) throw new Error(src + ': ' + resp.status);
-  const digest = await crypto.subtle.digest('SHA-256', await resp.arrayBuffer());
-  return Array.from(new Uint8Array(digest)).map((b) => b.toString(16).padStart(2, '0')).join('');
+  const buf = await resp.arrayBuffer();
+  const digest = await crypto.subtle.digest('SHA-256', strip(buf));
+  const hex = Array.from(new Uint8Array(digest)).map((b) => b.toString(16).padStart(2, '0')).join('');
+  return [hex, buf.byteLength];
 };
 Promise.all([hash(document.getElementById('left-image').src), hash(document.getElementById('right-image').src)])
-  .then(([left, right]) => done({ left, right }), (e) => done({ error: String(e) }));
+  .then(([[left, left_len], [right, right_len]]) => done({ left, right, left_len, right_len }), (e) => done({ error: String(e) }));
 "#;
 
 /// Polls the page until `accept` takes a snapshot (of a document in any loading state).
