@@ -27,6 +27,8 @@ use crate::study::{StudyForm, StudySettings, StudyStatus};
 pub enum BenchCommand {
     /// Load test of the JSON voting API over loopback.
     Votes(BenchVotesArgs),
+    /// Creates the open study `bench` for an outside load generator (tools/load/run.sh).
+    VotesSetup(BenchSetupArgs),
     /// Full report on a large synthetic votes set.
     Report(super::report::BenchReportArgs),
     /// One UNet call, this engine on the CPU.
@@ -42,6 +44,7 @@ pub enum BenchCommand {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Votes(args) => super::block_on(bench_votes(args)),
+        BenchCommand::VotesSetup(args) => super::block_on(bench_setup(args)),
         BenchCommand::Report(args) => super::report::bench(args),
         BenchCommand::Unet(args) => super::generate::bench(args),
         BenchCommand::Queue(args) => super::block_on(super::bench_jobs::bench_queue(args)),
@@ -111,22 +114,21 @@ pub async fn bench_votes(args: BenchVotesArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run_load(
-    args: &BenchVotesArgs,
-    options: sqlx::postgres::PgConnectOptions,
-    dir: PathBuf,
-) -> anyhow::Result<()> {
-    let database = Db::connect(options.clone()).await?;
-    database.migrate().await?;
-    let mut settings = Settings::new("127.0.0.1:0", dir)?;
-    settings.rate_limits = RateLimits::unlimited();
-    let store = ImageStore::new(settings.image_dir());
+/// Creates and opens the study `bench`: `prompts` prompts, one tiny image per prompt and
+/// model, every pair of models compared, gold rate 0.1. Returns the candidate pairs.
+pub async fn setup_study(
+    database: &Db,
+    store: &ImageStore,
+    prompts: usize,
+    models: usize,
+    votes_per_participant: i32,
+) -> anyhow::Result<u64> {
     let study = studies::insert(
         &database.pool,
         &StudySettings::try_from(StudyForm {
             slug: "bench".into(),
             title: "Load benchmark".into(),
-            votes_per_participant: Some(args.votes_per_participant),
+            votes_per_participant: Some(votes_per_participant),
             gold_rate: Some(0.1),
             allow_tie: true,
             allow_both_bad: true,
@@ -135,14 +137,14 @@ async fn run_load(
     )
     .await?;
     let mut images = Vec::new();
-    for p in 0..args.prompts {
-        for m in 0..args.models {
+    for p in 0..prompts {
+        for m in 0..models {
             let picture = image::RgbImage::from_pixel(
                 16,
                 16,
                 image::Rgb([(p % 256) as u8, (m * 60) as u8, 90]),
             );
-            let (stored, broken) = prepare(&store, &picture)?;
+            let (stored, broken) = prepare(store, &picture)?;
             images.push(PreparedImage {
                 model: format!("model-{m}"),
                 prompt: NewPrompt {
@@ -162,8 +164,59 @@ async fn run_load(
             });
         }
     }
-    let count = insert_images(&database, &study, &images).await?;
+    let count = insert_images(database, &study, &images).await?;
     studies::set_status(&database.pool, "bench", StudyStatus::Open).await?;
+    Ok(count.pairs_total)
+}
+
+/// `bench votes-setup`: the study of `bench votes` in the database of `DATABASE_URL`, for
+/// an outside load generator (`tools/load/run.sh` with wrk) against `arenaxl serve`.
+#[derive(Debug, Args)]
+pub struct BenchSetupArgs {
+    /// Data directory the server will use (the images go there).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    pub prompts: usize,
+    #[arg(long, default_value_t = 3)]
+    pub models: usize,
+    #[arg(long, default_value_t = 20)]
+    pub votes_per_participant: i32,
+}
+
+pub async fn bench_setup(args: BenchSetupArgs) -> anyhow::Result<()> {
+    let url = std::env::var("DATABASE_URL")
+        .context("bench votes-setup needs DATABASE_URL (the database the server will use)")?;
+    let database = Db::connect(db::options_from_url(url.trim())?).await?;
+    database.migrate().await?;
+    let settings = Settings::new("127.0.0.1:0", args.data_dir.clone())?;
+    let store = ImageStore::new(settings.image_dir());
+    let pairs = setup_study(
+        &database,
+        &store,
+        args.prompts,
+        args.models,
+        args.votes_per_participant,
+    )
+    .await?;
+    println!(
+        "study 'bench' is open: {} prompts x {} models, {pairs} candidate pairs",
+        args.prompts, args.models
+    );
+    Ok(())
+}
+
+async fn run_load(
+    args: &BenchVotesArgs,
+    options: sqlx::postgres::PgConnectOptions,
+    dir: PathBuf,
+) -> anyhow::Result<()> {
+    let database = Db::connect(options.clone()).await?;
+    database.migrate().await?;
+    let mut settings = Settings::new("127.0.0.1:0", dir)?;
+    settings.rate_limits = RateLimits::unlimited();
+    let store = ImageStore::new(settings.image_dir());
+    let pairs = setup_study(&database, &store, args.prompts, args.models, args.votes_per_participant).await?;
     let app = Application::build(settings, database.clone())?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.server_handle();
@@ -179,7 +232,7 @@ async fn run_load(
 
     println!(
         "bench votes: {} prompts x {} models = {} candidate pairs, {} concurrent participants, {} s",
-        args.prompts, args.models, count.pairs_total, args.concurrency, args.duration
+        args.prompts, args.models, pairs, args.concurrency, args.duration
     );
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let started = Instant::now();

@@ -96,3 +96,79 @@ async fn new_images_reach_a_running_study() {
         "expected a new pair, got {next}"
     );
 }
+
+/// Three server processes on one database, requests spread over them (as a load balancer
+/// without sticky sessions would): one balance, as one process keeps it.
+#[tokio::test]
+async fn three_servers_on_one_database_keep_one_balance() {
+    let app = TestApp::spawn().await;
+    app.ready_study("scale", 4, 0.0, 12, &["m1", "m2", "m3"])
+        .await;
+    let servers = [
+        app.address.clone(),
+        app.spawn_peer().await,
+        app.spawn_peer().await,
+    ];
+    let client = reqwest::Client::new();
+    let participant = |p: usize| {
+        let client = client.clone();
+        let servers = servers.clone();
+        async move {
+            let pick = |k: usize| servers[(p * 7 + k * 5) % 3].clone();
+            let joined: serde_json::Value = client
+                .post(format!("{}/api/v1/studies/scale/participants", pick(0)))
+                .json(&serde_json::json!({ "external": { "PROLIFIC_PID": format!("S{p}") } }))
+                .send()
+                .await
+                .expect("join")
+                .json()
+                .await
+                .expect("token");
+            let token = joined["participant_token"].as_str().expect("token").to_string();
+            for k in 1..20 {
+                let next: serde_json::Value = client
+                    .get(format!("{}/api/v1/next", pick(2 * k)))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("next")
+                    .json()
+                    .await
+                    .expect("json");
+                if next["done"] == true {
+                    return;
+                }
+                let id = next["assignment_id"].as_str().expect("assignment");
+                let resp = client
+                    .post(format!("{}/api/v1/assignments/{id}/vote", pick(2 * k + 1)))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({ "choice": "left", "response_ms": 1500 }))
+                    .send()
+                    .await
+                    .expect("vote");
+                assert_eq!(resp.status().as_u16(), 200);
+            }
+        }
+    };
+    // 90 participants, 15 at a time.
+    for batch in 0..6 {
+        futures_util::future::join_all((0..15).map(|i| participant(batch * 15 + i))).await;
+    }
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT a.model_pair_id, count(*), sum(CASE WHEN a.left_image = p.image_a THEN 1 ELSE -1 END) \
+         FROM assignments a JOIN pairs p ON p.id = a.pair_id JOIN votes v ON v.assignment_id = a.id \
+         GROUP BY a.model_pair_id",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 3);
+    let counts: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    assert_eq!(counts.iter().sum::<i64>(), 360);
+    let spread = counts.iter().max().unwrap() - counts.iter().min().unwrap();
+    eprintln!("three servers: votes per model pair {counts:?}, side skews {:?}", rows.iter().map(|r| r.2).collect::<Vec<_>>());
+    assert!(spread <= 2, "votes per model pair {counts:?}");
+    for (mp, _, skew) in &rows {
+        assert!(skew.abs() <= 2, "sides of model pair {mp} are off by {skew}");
+    }
+}

@@ -89,6 +89,22 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// Another server process's worth of application — its own scheduler, pools and port —
+    /// on the same database and image store, as a lab scaling out runs them. Stopped when
+    /// the returned handle is dropped with the test's runtime.
+    pub async fn spawn_peer(&self) -> String {
+        let mut settings = Settings::new("127.0.0.1:0", self.data_dir.path()).expect("settings");
+        settings.rate_limits = RateLimits::unlimited();
+        settings.handle_signals = false;
+        let database = Db::connect(self.admin_options.clone().database(&self.db_name))
+            .await
+            .expect("connect peer");
+        let app = Application::build(settings, database).expect("build peer");
+        let port = app.port();
+        tokio::spawn(app.run_until_stopped());
+        format!("http://127.0.0.1:{port}")
+    }
+
     /// GET with this app's client (its cookies): status and body.
     pub async fn page(&self, path: &str) -> (u16, String) {
         let resp = self.client.get(self.url(path)).send().await.expect("get");

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The vote path against Postgres' own insert ceiling, measured in one run on this machine:
+#   1. pgbench: single-row inserts, 16 clients, $SECONDS_EACH s  -> the two-insert ceiling
+#      (a vote cycle stores an assignment and a vote: ceiling = tps / 2);
+#   2. arenaxl serve on a fresh database with the study of `bench votes`, its rate limits
+#      raised through the configuration, driven by wrk (tools/load/vote-cycle.lua) over
+#      $CONNECTIONS connections for $SECONDS_EACH s;
+#   3. the ratio, wrk's latency percentiles, and acknowledged votes vs votes stored.
+# Needs: a release build (cargo build --release), wrk and pgbench (Debian), Postgres at
+# $PGURL (default postgres://postgres@127.0.0.1:5432). Usage: tools/load/run.sh [SERVERS]
+# SERVERS > 1 starts that many `serve` processes on the database and spreads the wrk
+# threads over them (one balance: see the scheduler docs).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SERVERS=${1:-1}
+SECONDS_EACH=${SECONDS_EACH:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
+BIN=${BIN:-target/release/arenaxl}
+[ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+command -v pgbench >/dev/null || { echo "pgbench is missing: apt-get install postgresql-client" >&2; exit 2; }
+
+DB="arenaxl_load_$$"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+psql -q "$PGURL/postgres" -c "CREATE DATABASE $DB" >/dev/null
+
+# 1. Postgres' own ceiling: one-row inserts into a table shaped like votes.
+psql -q "$PGURL/$DB" -c "CREATE TABLE pgbench_votes (id bigserial PRIMARY KEY, assignment uuid, choice text, response_ms int, created_at timestamptz DEFAULT now())" >/dev/null
+echo "INSERT INTO pgbench_votes (assignment, choice, response_ms) VALUES (gen_random_uuid(), 'left', 1500);" > "$WORK/insert.sql"
+PG_TPS=$(pgbench -n -c 16 -j 2 -T "$SECONDS_EACH" -f "$WORK/insert.sql" "$PGURL/$DB" 2>/dev/null \
+    | awk '/^tps/ { print int($3); exit }')
+psql -q "$PGURL/$DB" -c "DROP TABLE pgbench_votes" >/dev/null
+
+# 2. The platform: the bench study, then the servers with the limits out of the way.
+DATABASE_URL="$PGURL/$DB" "$BIN" bench votes-setup --data-dir "$WORK/data" >/dev/null
+export ARENAXL_JOIN_PER_SEC=1000000 ARENAXL_JOIN_BURST=1000000 \
+       ARENAXL_VOTE_PER_SEC=1000000 ARENAXL_VOTE_BURST=1000000
+URLS=()
+for i in $(seq 1 "$SERVERS"); do
+    PORT=$((18080 + i))
+    DATABASE_URL="$PGURL/$DB" RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" --data-dir "$WORK/data" \
+        >"$WORK/serve-$i.log" 2>&1 &
+    PIDS+=($!)
+    URLS+=("http://127.0.0.1:$PORT")
+done
+for u in "${URLS[@]}"; do
+    for _ in $(seq 1 100); do curl -fs "$u/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+
+PER=$(( CONNECTIONS / SERVERS ))
+for u in "${URLS[@]}"; do
+    wrk -t "$PER" -c "$PER" -d "${SECONDS_EACH}s" --latency -s tools/load/vote-cycle.lua "$u" >"$WORK/wrk-$u.log" 2>&1 &
+done
+wait $(jobs -p | tail -n "$SERVERS") 2>/dev/null || true
+sleep 0.5
+
+ACKED=0; CYCLES=0
+for u in "${URLS[@]}"; do
+    log="$WORK/wrk-$u.log"
+    grep '^wrk:' "$log" | sed "s|^wrk:|  $u:|"
+    ACKED=$(( ACKED + $(awk -F= '/^ACKED=/ { print $2 }' "$log") ))
+    CYCLES=$(awk -F= -v c="$CYCLES" '/^CYCLES_PER_S=/ { print c + $2 }' "$log")
+done
+STORED=$(psql -qtA "$PGURL/$DB" -c "SELECT count(*) FROM votes")
+CEILING=$(( PG_TPS / 2 ))
+echo "pgbench single-row inserts (16 clients, ${SECONDS_EACH} s): $PG_TPS tps -> two-insert ceiling $CEILING cycles/s"
+awk -v c="$CYCLES" -v ceil="$CEILING" -v n="$SERVERS" -v conn="$CONNECTIONS" \
+    'BEGIN { printf "arenaxl (%d serve process(es), %d connections): %.0f vote cycles/s = %.1f %% of the ceiling\n", n, conn, c, 100 * c / ceil }'
+echo "acknowledged $ACKED, stored $STORED: $([ "$ACKED" -le "$STORED" ] && echo 'nothing lost' || echo 'VOTES LOST')"
+[ "$ACKED" -le "$STORED" ]
