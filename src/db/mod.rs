@@ -27,17 +27,22 @@ pub struct Db {
     pub relaxed: PgPool,
 }
 
+/// How long a request waits for a connection before giving up. Short, so that with the
+/// database down a request fails (503, see `web::errors`) within 2 s instead of hanging:
+/// sqlx keeps retrying a refused connection until this deadline.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
+
 impl Db {
     pub async fn connect(options: PgConnectOptions) -> Result<Db, sqlx::Error> {
         let options = options.log_statements(tracing::log::LevelFilter::Trace);
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await?;
         let relaxed = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute("SET synchronous_commit = off").await?;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageFormat, RgbImage};
 use serde::Deserialize;
@@ -12,8 +12,11 @@ use sha2::{Digest, Sha256};
 
 use crate::db::Db;
 
+use self::files::{inside, read_image, resolve_inside, Staging};
 use super::prompts::NewPrompt;
 use super::{Study, StudyError};
+
+mod files;
 
 /// Files named by the sha256 of their bytes under `root/ab/cd/<sha>.png`. Writing the same
 /// image twice stores it once; a file only becomes visible to participants through a row
@@ -111,6 +114,11 @@ pub fn prepare(
     Ok((store.put_png(&png)?, store.put_png(&broken)?))
 }
 
+/// The largest image (width × height) an import accepts unless told otherwise: 4096×4096.
+/// Checked from the file's header before any pixel is decoded, so a small file that claims
+/// to be huge (a 48 KB PNG of 20000×20000) costs nothing.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 4096 * 4096;
+
 /// One line of `manifest.jsonl`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,33 +140,51 @@ struct ManifestLine {
     scheduler: Option<String>,
 }
 
-/// Refuses paths that leave the import folder.
-fn inside(dir: &Path, file: &str) -> Option<PathBuf> {
-    let rel = Path::new(file);
-    if file.is_empty()
-        || rel.is_absolute()
-        || rel.components().any(|c| !matches!(c, Component::Normal(_)))
-    {
-        return None;
-    }
-    Some(dir.join(rel))
+/// The images of a manifest, each with its line number.
+struct Manifest {
+    images: Vec<PreparedImage>,
+    lines: Vec<usize>,
 }
 
-/// Reads and checks the whole manifest and every image, storing files as it goes; returns
-/// the images to insert. Any bad line fails the import with its line number.
-pub fn read_manifest(dir: &Path, store: &ImageStore) -> Result<Vec<PreparedImage>, StudyError> {
+/// An image already read, by what it is paired on: prompt and seed.
+struct SeenSize {
+    line: usize,
+    file: String,
+    size: (u32, u32),
+}
+
+/// Reads and checks the whole manifest and every image, staging files as it goes. Any bad
+/// line fails the import with its line number.
+fn read_manifest(
+    dir: &Path,
+    staging: &mut Staging,
+    max_pixels: u64,
+) -> Result<Manifest, StudyError> {
     let manifest = dir.join("manifest.jsonl");
     let content = std::fs::read_to_string(&manifest)
         .map_err(|e| StudyError::Import(format!("cannot read {}: {e}", manifest.display())))?;
-    let mut prepared = Vec::new();
+    super::input::refuse_nul("manifest.jsonl", &content)?;
+    let real_dir = dir
+        .canonicalize()
+        .map_err(|e| StudyError::Import(format!("cannot read {}: {e}", dir.display())))?;
+    let mut out = Manifest {
+        images: Vec::new(),
+        lines: Vec::new(),
+    };
     let mut seen: HashMap<(String, String, Option<i64>), usize> = HashMap::new();
+    let mut sizes: HashMap<(String, Option<i64>), SeenSize> = HashMap::new();
     for (i, raw) in content.lines().enumerate() {
         let line_no = i + 1;
         if raw.trim().is_empty() {
             continue;
         }
         let at = |msg: String| StudyError::Import(format!("manifest.jsonl line {line_no}: {msg}"));
-        let line: ManifestLine = serde_json::from_str(raw).map_err(|e| at(e.to_string()))?;
+        // Parsed as a document first so that a `\u0000` escape is named by its field.
+        let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| at(e.to_string()))?;
+        if let Some(field) = super::input::nul_in_json(&value) {
+            return Err(at(super::input::nul_message(&format!("field '{field}'"))));
+        }
+        let line: ManifestLine = serde_json::from_value(value).map_err(|e| at(e.to_string()))?;
         let model = line.model.trim().to_string();
         if model.is_empty() || model.len() > 100 || model.contains('#') {
             return Err(at(
@@ -174,11 +200,8 @@ pub fn read_manifest(dir: &Path, store: &ImageStore) -> Result<Vec<PreparedImage
                 return Err(at("field 'guidance' must be a finite number".into()));
             }
         }
-        let key = (
-            line.prompt_id.clone().unwrap_or_else(|| text.clone()),
-            model.clone(),
-            line.seed,
-        );
+        let prompt_key = line.prompt_id.clone().unwrap_or_else(|| text.clone());
+        let key = (prompt_key.clone(), model.clone(), line.seed);
         if let Some(first) = seen.insert(key, line_no) {
             return Err(at(format!(
                 "a second image for the same prompt, model '{model}' and seed (first on line {first})"
@@ -190,16 +213,34 @@ pub fn read_manifest(dir: &Path, store: &ImageStore) -> Result<Vec<PreparedImage
                 line.file
             ))
         })?;
-        let decoded = image::ImageReader::open(&path)
-            .map_err(|e| at(format!("cannot open '{}': {e}", line.file)))?
-            .with_guessed_format()
-            .map_err(|e| at(format!("cannot read '{}': {e}", line.file)))?
-            .decode()
-            .map_err(|e| at(format!("'{}' is not a readable image: {e}", line.file)))?
-            .to_rgb8();
+        let real = resolve_inside(&real_dir, &path, &line.file).map_err(at)?;
+        let decoded = read_image(&real, &line.file, max_pixels).map_err(at)?;
         let (width, height) = decoded.dimensions();
-        let (stored, broken) = prepare(store, &decoded).map_err(|e| at(e.to_string()))?;
-        prepared.push(PreparedImage {
+        // The two images of a pair are shown side by side: a size that differs would tell
+        // the models apart, so images of one prompt and seed must match.
+        match sizes.get(&(prompt_key.clone(), line.seed)) {
+            Some(first) if first.size != (width, height) => {
+                return Err(at(format!(
+                    "'{}' is {width}×{height} pixels but '{}' (line {}) of the same prompt is {}×{}; \
+                     the images of a pair must have the same size",
+                    line.file, first.file, first.line, first.size.0, first.size.1
+                )));
+            }
+            Some(_) => {}
+            None => {
+                sizes.insert(
+                    (prompt_key, line.seed),
+                    SeenSize {
+                        line: line_no,
+                        file: line.file.clone(),
+                        size: (width, height),
+                    },
+                );
+            }
+        }
+        let (stored, broken) = stage(staging, &decoded).map_err(|e| at(e.to_string()))?;
+        out.lines.push(line_no);
+        out.images.push(PreparedImage {
             model,
             prompt: NewPrompt {
                 text,
@@ -220,10 +261,19 @@ pub fn read_manifest(dir: &Path, store: &ImageStore) -> Result<Vec<PreparedImage
             broken,
         });
     }
-    if prepared.is_empty() {
+    if out.images.is_empty() {
         return Err(StudyError::Import("manifest.jsonl has no images".into()));
     }
-    Ok(prepared)
+    Ok(out)
+}
+
+/// Like [`prepare`], into an import's staging folder.
+fn stage(staging: &mut Staging, image: &RgbImage) -> Result<(StoredFile, StoredFile), StudyError> {
+    let png =
+        encode_png(image).map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))?;
+    let broken = encode_png(&broken_version(image))
+        .map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))?;
+    Ok((staging.put_png(&png)?, staging.put_png(&broken)?))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,11 +284,33 @@ pub struct ImageImportCount {
 }
 
 /// Inserts prepared images, their models and prompts, and the candidate pairs they form,
-/// in one transaction: either all of it lands or none of it does.
+/// in one transaction: either all of it lands or none of it does. Refuses images that
+/// would form a pair with an image of another pixel size.
 pub async fn insert_images(
     db: &Db,
     study: &Study,
     images: &[PreparedImage],
+) -> Result<ImageImportCount, StudyError> {
+    insert_with_lines(db, study, images, None).await
+}
+
+/// Two images of one prompt and seed whose sizes differ, one of them maybe from earlier.
+#[derive(sqlx::FromRow)]
+struct SizeMismatch {
+    prompt: String,
+    model_a: String,
+    width_a: i32,
+    height_a: i32,
+    model_b: String,
+    width_b: i32,
+    height_b: i32,
+}
+
+async fn insert_with_lines(
+    db: &Db,
+    study: &Study,
+    images: &[PreparedImage],
+    lines: Option<&[usize]>,
 ) -> Result<ImageImportCount, StudyError> {
     let mut tx = db.pool.begin().await?;
     let mut added = 0;
@@ -246,6 +318,42 @@ pub async fn insert_images(
         if crate::db::content::insert_image(&mut tx, study.id, img).await? {
             added += 1;
         }
+    }
+    let mismatch: Option<SizeMismatch> = sqlx::query_as(
+        "SELECT p.text AS prompt, ma.name AS model_a, ia.width AS width_a, ia.height AS height_a, \
+         mb.name AS model_b, ib.width AS width_b, ib.height AS height_b \
+         FROM images ia JOIN images ib ON ib.study_id = ia.study_id AND ib.prompt_id = ia.prompt_id \
+           AND COALESCE(ib.seed, -1) = COALESCE(ia.seed, -1) AND ia.id < ib.id \
+         JOIN models ma ON ma.id = ia.model_id JOIN models mb ON mb.id = ib.model_id \
+         JOIN prompts p ON p.id = ia.prompt_id \
+         WHERE ia.study_id = $1 AND (ia.width <> ib.width OR ia.height <> ib.height) LIMIT 1",
+    )
+    .bind(study.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(m) = mismatch {
+        // Name the manifest lines of the images involved, where they came from a manifest.
+        let where_ = |model: &str| {
+            images
+                .iter()
+                .zip(lines.unwrap_or_default())
+                .find(|(img, _)| img.model == model && img.prompt.text == m.prompt)
+                .map(|(_, line)| format!(" (manifest.jsonl line {line})"))
+                .unwrap_or_else(|| " (already in the study)".to_string())
+        };
+        return Err(StudyError::Import(format!(
+            "the images of prompt '{}' by model '{}'{} ({}×{}) and model '{}'{} ({}×{}) differ in \
+             size; the images of a pair must have the same size",
+            m.prompt,
+            m.model_a,
+            where_(&m.model_a),
+            m.width_a,
+            m.height_a,
+            m.model_b,
+            where_(&m.model_b),
+            m.width_b,
+            m.height_b
+        )));
     }
     let pairs_total = crate::db::content::rebuild_pairs(&mut tx, study.id).await?;
     tx.commit().await?;
@@ -256,19 +364,40 @@ pub async fn insert_images(
     })
 }
 
-/// `images import`: reads the folder, then stores everything in one transaction.
+/// `images import` with the default pixel limit ([`DEFAULT_MAX_IMAGE_PIXELS`]).
 pub async fn import_dir(
     db: &Db,
     study: &Study,
     dir: &Path,
     store: &ImageStore,
 ) -> Result<ImageImportCount, StudyError> {
+    import_dir_limited(db, study, dir, store, DEFAULT_MAX_IMAGE_PIXELS).await
+}
+
+/// `images import`: reads the folder (refusing any image above `max_pixels`), then stores
+/// everything in one transaction. When it fails, the store is as it was.
+pub async fn import_dir_limited(
+    db: &Db,
+    study: &Study,
+    dir: &Path,
+    store: &ImageStore,
+    max_pixels: u64,
+) -> Result<ImageImportCount, StudyError> {
     let dir = dir.to_path_buf();
     let store_c = store.clone();
-    let prepared = tokio::task::spawn_blocking(move || read_manifest(&dir, &store_c))
-        .await
-        .map_err(|e| StudyError::Import(format!("import task failed: {e}")))??;
-    insert_images(db, study, &prepared).await
+    let (manifest, staging) = tokio::task::spawn_blocking(move || {
+        let mut staging = Staging::new(&store_c)?;
+        read_manifest(&dir, &mut staging, max_pixels).map(|m| (m, staging))
+    })
+    .await
+    .map_err(|e| StudyError::Import(format!("import task failed: {e}")))??;
+    let published = staging.publish()?;
+    drop(staging);
+    let result = insert_with_lines(db, study, &manifest.images, Some(&manifest.lines)).await;
+    if result.is_err() {
+        published.remove();
+    }
+    result
 }
 
 #[cfg(test)]
@@ -299,15 +428,6 @@ mod tests {
     }
 
     #[test]
-    fn paths_outside_the_folder_are_refused() {
-        let dir = Path::new("/tmp/x");
-        assert!(inside(dir, "a/b.png").is_some());
-        assert!(inside(dir, "../b.png").is_none());
-        assert!(inside(dir, "/etc/passwd").is_none());
-        assert!(inside(dir, "").is_none());
-    }
-
-    #[test]
     fn png_encoding_is_deterministic_and_content_addressed() {
         let tmp = tempfile::tempdir().unwrap();
         let store = ImageStore::new(tmp.path());
@@ -316,5 +436,132 @@ mod tests {
         let b = store.put_png(&encode_png(&img).unwrap()).unwrap();
         assert_eq!(a, b);
         assert!(store.path(&a.file).is_file());
+    }
+
+    /// CRC-32 of PNG chunks, to forge headers.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A tiny PNG whose header claims `width`×`height` (its pixel data is that of 1×1).
+    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        let mut png = encode_png(&RgbImage::new(1, 1)).unwrap();
+        png[16..20].copy_from_slice(&width.to_be_bytes());
+        png[20..24].copy_from_slice(&height.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    /// Writes images (file, width, height) and manifest lines (file, model, prompt).
+    fn folder(images: &[(&str, u32, u32)], lines: &[(&str, &str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, w, h) in images {
+            let png = encode_png(&RgbImage::from_pixel(*w, *h, image::Rgb([9, 9, 9]))).unwrap();
+            std::fs::write(dir.path().join(file), png).unwrap();
+        }
+        let manifest: String = lines
+            .iter()
+            .map(|(file, model, prompt)| {
+                format!("{}\n", serde_json::json!({"file": file, "model": model, "prompt": prompt}))
+            })
+            .collect();
+        std::fs::write(dir.path().join("manifest.jsonl"), manifest).unwrap();
+        dir
+    }
+
+    /// Reads a folder into a fresh store: the error, and how many files the store holds
+    /// once the import is over.
+    fn read(dir: &Path, max_pixels: u64) -> (Result<usize, String>, usize) {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(store_dir.path());
+        let result = Staging::new(&store).map_err(StudyError::from).and_then(|mut staging| {
+            read_manifest(dir, &mut staging, max_pixels).map(|m| m.images.len())
+        });
+        let files = walk(store_dir.path());
+        (result.map_err(|e| e.to_string()), files)
+    }
+
+    fn walk(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_huge_image_is_refused_from_its_header_before_decoding() {
+        let dir = folder(&[("a.png", 8, 8)], &[("a.png", "m1", "p"), ("big.png", "m2", "p")]);
+        std::fs::write(dir.path().join("big.png"), png_claiming(20_000, 20_000)).unwrap();
+        let started = std::time::Instant::now();
+        let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("20000×20000") && err.contains("16777216"),
+            "{err}"
+        );
+        assert!(started.elapsed().as_secs() < 5, "took {:?}", started.elapsed());
+        assert_eq!(files, 0, "the failed import left files in the store");
+    }
+
+    #[test]
+    fn the_pixel_limit_is_a_parameter() {
+        let dir = folder(&[("a.png", 8, 4), ("b.png", 8, 4)], &[("a.png", "m1", "p"), ("b.png", "m2", "p")]);
+        assert_eq!(read(dir.path(), 32).0, Ok(2));
+        let err = read(dir.path(), 31).0.unwrap_err();
+        assert!(err.contains("line 1") && err.contains("8×4"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_folder_are_refused_and_links_inside_followed() {
+        let outside = folder(&[("secret.png", 8, 8)], &[]);
+        let dir = folder(&[("a.png", 8, 8)], &[("a.png", "m1", "p"), ("b.png", "m2", "p")]);
+        std::os::unix::fs::symlink(dir.path().join("a.png"), dir.path().join("b.png")).unwrap();
+        assert_eq!(read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS).0, Ok(2));
+        std::fs::remove_file(dir.path().join("b.png")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.png"), dir.path().join("b.png"))
+            .unwrap();
+        let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
+        let err = result.unwrap_err();
+        assert!(err.contains("line 2") && err.contains("outside the folder"), "{err}");
+        assert_eq!(files, 0);
+    }
+
+    #[test]
+    fn images_of_one_prompt_must_have_one_size() {
+        let dir = folder(
+            &[("a.png", 8, 8), ("b.png", 8, 8), ("c.png", 16, 8)],
+            &[("a.png", "m1", "p"), ("b.png", "m1", "q"), ("c.png", "m2", "p")],
+        );
+        let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("line 3") && err.contains("'a.png' (line 1)") && err.contains("16×8"),
+            "{err}"
+        );
+        assert_eq!(files, 0);
+    }
+
+    #[test]
+    fn a_nul_in_a_manifest_field_names_line_and_field() {
+        let dir = folder(&[("a.png", 8, 8)], &[("a.png", "m1", "p\u{0}q")]);
+        let err = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS).0.unwrap_err();
+        assert!(err.contains("line 1") && err.contains("field 'prompt'") && err.contains("NUL"), "{err}");
     }
 }

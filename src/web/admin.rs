@@ -18,6 +18,7 @@ use crate::study::prompts::{import_prompts, parse_prompts, PromptFormat};
 use crate::study::{admins, Study, StudyError, StudyForm, StudySettings, StudyStatus};
 
 use super::errors::{html, html_with_status, PageError};
+use super::extract;
 use super::participant::client_key;
 use super::state::AppState;
 
@@ -193,7 +194,7 @@ async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
-    form: web::Form<LoginForm>,
+    form: extract::Form<LoginForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&session, &form.csrf)?;
     if !state.login_limiter.allow(&client_key(&req)) {
@@ -228,7 +229,7 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(admin: Admin, form: web::Form<CsrfForm>) -> Result<HttpResponse, AdminError> {
+async fn logout(admin: Admin, form: extract::Form<CsrfForm>) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     admin.session.purge();
     Ok(see_other("/admin/login"))
@@ -435,7 +436,7 @@ fn form_with_error(
 async fn create_study(
     admin: Admin,
     state: web::Data<AppState>,
-    form: web::Form<StudyFields>,
+    form: extract::Form<StudyFields>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let result = match StudySettings::try_from(&*form) {
@@ -451,7 +452,7 @@ async fn create_study(
 async fn edit_study_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     Ok(html(StudyFormPage {
@@ -467,8 +468,8 @@ async fn edit_study_page(
 async fn update_study(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<StudyFields>,
+    slug: extract::Path<String>,
+    form: extract::Form<StudyFields>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let study = studies::by_slug(&state.db.pool, &slug).await?;
@@ -494,8 +495,8 @@ struct StatusForm {
 async fn set_status(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<StatusForm>,
+    slug: extract::Path<String>,
+    form: extract::Form<StatusForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let status = StudyStatus::parse(&form.status)?;
@@ -518,7 +519,7 @@ struct DashboardPage {
 async fn dashboard_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let d = dashboard::load(&state.db, &study).await?;
@@ -558,7 +559,7 @@ struct PromptsPage {
 async fn prompts_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     Ok(html(PromptsPage {
@@ -581,8 +582,8 @@ struct PromptsForm {
 async fn import_prompts_form(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<PromptsForm>,
+    slug: extract::Path<String>,
+    form: extract::Form<PromptsForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let study = studies::by_slug(&state.db.pool, &slug).await?;
@@ -612,7 +613,7 @@ async fn import_prompts_form(
 async fn votes_csv(
     _admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let body = crate::study::export::votes_csv(&state.db, &study).await?;
@@ -636,7 +637,7 @@ fn attachment(body: String, content_type: &str, file_name: String) -> HttpRespon
 async fn pickapic_jsonl(
     _admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let (body, _) = crate::study::export::pickapic_jsonl(&state.db, &study).await?;
@@ -666,7 +667,7 @@ async fn live_report(
 async fn report_page(
     _admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let (study, report) = live_report(&state, &slug).await?;
     Ok(HttpResponse::Ok()
@@ -678,7 +679,7 @@ async fn report_page(
 async fn report_json(
     _admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let (study, report) = live_report(&state, &slug).await?;
     Ok(attachment(
@@ -700,7 +701,7 @@ struct ImagesPage {
 async fn images_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     Ok(html(ImagesPage {
@@ -723,8 +724,8 @@ struct ImagesForm {
 async fn import_images_form(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<ImagesForm>,
+    slug: extract::Path<String>,
+    form: extract::Form<ImagesForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let study = studies::by_slug(&state.db.pool, &slug).await?;

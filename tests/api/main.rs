@@ -9,5 +9,6 @@ mod distill_admin;
 mod flow;
 mod imports;
 mod jobs_admin;
+mod robustness;
 mod scheduling;
 mod votes;
