@@ -474,7 +474,10 @@ mod tests {
         let manifest: String = lines
             .iter()
             .map(|(file, model, prompt)| {
-                format!("{}\n", serde_json::json!({"file": file, "model": model, "prompt": prompt}))
+                format!(
+                    "{}\n",
+                    serde_json::json!({"file": file, "model": model, "prompt": prompt})
+                )
             })
             .collect();
         std::fs::write(dir.path().join("manifest.jsonl"), manifest).unwrap();
@@ -486,9 +489,11 @@ mod tests {
     fn read(dir: &Path, max_pixels: u64) -> (Result<usize, String>, usize) {
         let store_dir = tempfile::tempdir().unwrap();
         let store = ImageStore::new(store_dir.path());
-        let result = Staging::new(&store).map_err(StudyError::from).and_then(|mut staging| {
-            read_manifest(dir, &mut staging, max_pixels).map(|m| m.images.len())
-        });
+        let result = Staging::new(&store)
+            .map_err(StudyError::from)
+            .and_then(|mut staging| {
+                read_manifest(dir, &mut staging, max_pixels).map(|m| m.images.len())
+            });
         let files = walk(store_dir.path());
         (result.map_err(|e| e.to_string()), files)
     }
@@ -498,7 +503,13 @@ mod tests {
             .map(|entries| {
                 entries
                     .flatten()
-                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
                     .sum()
             })
             .unwrap_or(0)
@@ -506,7 +517,10 @@ mod tests {
 
     #[test]
     fn a_huge_image_is_refused_from_its_header_before_decoding() {
-        let dir = folder(&[("a.png", 8, 8)], &[("a.png", "m1", "p"), ("big.png", "m2", "p")]);
+        let dir = folder(
+            &[("a.png", 8, 8)],
+            &[("a.png", "m1", "p"), ("big.png", "m2", "p")],
+        );
         std::fs::write(dir.path().join("big.png"), png_claiming(20_000, 20_000)).unwrap();
         let started = std::time::Instant::now();
         let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
@@ -515,13 +529,20 @@ mod tests {
             err.contains("line 2") && err.contains("20000×20000") && err.contains("16777216"),
             "{err}"
         );
-        assert!(started.elapsed().as_secs() < 5, "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "took {:?}",
+            started.elapsed()
+        );
         assert_eq!(files, 0, "the failed import left files in the store");
     }
 
     #[test]
     fn the_pixel_limit_is_a_parameter() {
-        let dir = folder(&[("a.png", 8, 4), ("b.png", 8, 4)], &[("a.png", "m1", "p"), ("b.png", "m2", "p")]);
+        let dir = folder(
+            &[("a.png", 8, 4), ("b.png", 8, 4)],
+            &[("a.png", "m1", "p"), ("b.png", "m2", "p")],
+        );
         assert_eq!(read(dir.path(), 32).0, Ok(2));
         let err = read(dir.path(), 31).0.unwrap_err();
         assert!(err.contains("line 1") && err.contains("8×4"), "{err}");
@@ -531,7 +552,10 @@ mod tests {
     #[test]
     fn links_out_of_the_folder_are_refused_and_links_inside_followed() {
         let outside = folder(&[("secret.png", 8, 8)], &[]);
-        let dir = folder(&[("a.png", 8, 8)], &[("a.png", "m1", "p"), ("b.png", "m2", "p")]);
+        let dir = folder(
+            &[("a.png", 8, 8)],
+            &[("a.png", "m1", "p"), ("b.png", "m2", "p")],
+        );
         std::os::unix::fs::symlink(dir.path().join("a.png"), dir.path().join("b.png")).unwrap();
         assert_eq!(read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS).0, Ok(2));
         std::fs::remove_file(dir.path().join("b.png")).unwrap();
@@ -539,7 +563,10 @@ mod tests {
             .unwrap();
         let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
         let err = result.unwrap_err();
-        assert!(err.contains("line 2") && err.contains("outside the folder"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("outside the folder"),
+            "{err}"
+        );
         assert_eq!(files, 0);
     }
 
@@ -547,7 +574,11 @@ mod tests {
     fn images_of_one_prompt_must_have_one_size() {
         let dir = folder(
             &[("a.png", 8, 8), ("b.png", 8, 8), ("c.png", 16, 8)],
-            &[("a.png", "m1", "p"), ("b.png", "m1", "q"), ("c.png", "m2", "p")],
+            &[
+                ("a.png", "m1", "p"),
+                ("b.png", "m1", "q"),
+                ("c.png", "m2", "p"),
+            ],
         );
         let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
         let err = result.unwrap_err();
@@ -562,6 +593,9 @@ mod tests {
     fn a_nul_in_a_manifest_field_names_line_and_field() {
         let dir = folder(&[("a.png", 8, 8)], &[("a.png", "m1", "p\u{0}q")]);
         let err = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS).0.unwrap_err();
-        assert!(err.contains("line 1") && err.contains("field 'prompt'") && err.contains("NUL"), "{err}");
+        assert!(
+            err.contains("line 1") && err.contains("field 'prompt'") && err.contains("NUL"),
+            "{err}"
+        );
     }
 }

@@ -225,9 +225,15 @@ mod tests {
         for (name, content, format) in [
             ("p.txt", "one\ntw\0o\n", PromptFormat::Text),
             ("p.csv", "prompt\none\n\"a\0b\"\n", PromptFormat::Csv),
-            ("p.tsv", "Prompt\tCategory\nok\tX\nbad\tY\0\n", PromptFormat::PartiTsv),
+            (
+                "p.tsv",
+                "Prompt\tCategory\nok\tX\nbad\tY\0\n",
+                PromptFormat::PartiTsv,
+            ),
         ] {
-            let err = parse_prompts(name, content, format).unwrap_err().to_string();
+            let err = parse_prompts(name, content, format)
+                .unwrap_err()
+                .to_string();
             let line = if name == "p.txt" { 2 } else { 3 };
             assert!(
                 err.contains(&format!("{name} line {line}")) && err.contains("NUL"),

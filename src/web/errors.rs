@@ -96,18 +96,12 @@ fn with_retry_after(status: StatusCode, retry_after: Option<u32>) -> HttpRespons
     builder
 }
 
-/// The answer to a database fault outside the domain's error type (an image lookup, say):
-/// 503 with `Retry-After` if the database is unreachable, else a logged 500. No details.
-pub fn db_fault_response(err: &sqlx::Error) -> HttpResponse {
-    if is_db_unavailable(err) {
-        tracing::warn!("database unavailable: {err}");
-        with_retry_after(StatusCode::SERVICE_UNAVAILABLE, Some(OUTAGE_RETRY_AFTER_S))
-            .content_type("text/plain")
-            .body(UNAVAILABLE_DETAIL)
-    } else {
-        tracing::error!("database error: {err}");
-        HttpResponse::InternalServerError().finish()
-    }
+/// The answer to a fault where no page or JSON body fits (an image, say): 503 with
+/// `Retry-After` if the database is unreachable, else the error's status. No internal details.
+pub fn fault_response(err: &StudyError) -> HttpResponse {
+    with_retry_after(classify(err).0, retry_after(err))
+        .content_type("text/plain")
+        .body(public_detail(err))
 }
 
 /// An error answered as JSON.
@@ -281,4 +275,34 @@ pub fn html_with_status<T: Template>(
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .body(page.render()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after_and_a_query_fault_500() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for err in [sqlx::Error::PoolTimedOut, sqlx::Error::Io(refused)] {
+            let api = ApiError::from(StudyError::Db(err));
+            assert_eq!(
+                (api.status, api.code),
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            );
+            let resp = api.error_response();
+            assert_eq!(resp.headers().get("Retry-After").unwrap(), "5");
+            assert!(!api.detail.contains("refused") && !api.detail.contains("pool"));
+        }
+        let fault = ApiError::from(StudyError::Db(sqlx::Error::RowNotFound));
+        assert_eq!(fault.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(fault
+            .error_response()
+            .headers()
+            .get("Retry-After")
+            .is_none());
+        let page = PageError::from(StudyError::Db(sqlx::Error::PoolTimedOut)).error_response();
+        assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(page.headers().get("Retry-After").unwrap(), "5");
+    }
 }

@@ -67,13 +67,11 @@ pub fn percent_decoded_has_nul(raw: &[u8]) -> bool {
     while i < raw.len() {
         match raw[i] {
             0 => return true,
-            b'%' if i + 2 < raw.len() => {
-                match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                    (Some(0), Some(0)) => return true,
-                    (Some(_), Some(_)) => i += 3,
-                    _ => i += 1,
-                }
-            }
+            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                (Some(0), Some(0)) => return true,
+                (Some(_), Some(_)) => i += 3,
+                _ => i += 1,
+            },
             _ => i += 1,
         }
     }
@@ -107,6 +105,12 @@ macro_rules! wrapper {
             type Target = T;
             fn deref(&self) -> &T {
                 &self.0
+            }
+        }
+
+        impl<T: std::fmt::Display> std::fmt::Display for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
             }
         }
 
@@ -252,7 +256,7 @@ mod tests {
 
     #[test]
     fn form_pairs_become_the_target_type() {
-        #[derive(serde::Deserialize)]
+        #[derive(Debug, serde::Deserialize)]
         struct F {
             n: i32,
             s: Option<String>,

@@ -283,6 +283,6 @@ async fn image(state: web::Data<AppState>, path: web::Path<(String, String)>) ->
             }
         },
         Ok(None) => not_found(),
-        Err(e) => super::errors::db_fault_response(&e),
+        Err(e) => super::errors::fault_response(&e),
     }
 }

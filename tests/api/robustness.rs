@@ -108,10 +108,18 @@ async fn assert_outage_answers(base: &str, token: &str, slug: &str, assignment: 
         serde_json::from_str::<Value>(&health.body).unwrap(),
         serde_json::json!({ "status": "unavailable" })
     );
-    assert!(health.elapsed < Duration::from_millis(600), "healthz took {:?}", health.elapsed);
+    assert!(
+        health.elapsed < Duration::from_millis(600),
+        "healthz took {:?}",
+        health.elapsed
+    );
     let mut slowest = health.elapsed;
     let requests = [
-        ("GET /api/v1/next", true, client.get(url("/api/v1/next")).bearer_auth(token)),
+        (
+            "GET /api/v1/next",
+            true,
+            client.get(url("/api/v1/next")).bearer_auth(token),
+        ),
         (
             "POST vote",
             true,
@@ -125,7 +133,11 @@ async fn assert_outage_answers(base: &str, token: &str, slug: &str, assignment: 
             true,
             client.post(url(&format!("/api/v1/studies/{slug}/participants"))),
         ),
-        ("GET intro page", false, client.get(url(&format!("/s/{slug}")))),
+        (
+            "GET intro page",
+            false,
+            client.get(url(&format!("/s/{slug}"))),
+        ),
         (
             "POST start page",
             false,
@@ -139,15 +151,27 @@ async fn assert_outage_answers(base: &str, token: &str, slug: &str, assignment: 
         eprintln!("outage: {name} -> {} in {:?}", r.status, r.elapsed);
         assert_eq!(r.status, 503, "{name}: {}", r.body);
         assert_eq!(r.retry_after.as_deref(), Some("5"), "{name}");
-        assert!(r.elapsed < Duration::from_secs(2), "{name} took {:?}", r.elapsed);
+        assert!(
+            r.elapsed < Duration::from_secs(2),
+            "{name} took {:?}",
+            r.elapsed
+        );
         if api {
             let body: Value = serde_json::from_str(&r.body).unwrap();
             assert_eq!(body["error"], "unavailable", "{name}");
         } else {
-            assert!(r.body.contains("Temporarily unavailable"), "{name}: {}", r.body);
+            assert!(
+                r.body.contains("Temporarily unavailable"),
+                "{name}: {}",
+                r.body
+            );
         }
         for leak in ["refused", "pool", "timed out", "database", "accepting"] {
-            assert!(!r.body.to_lowercase().contains(leak), "{name} leaks '{leak}': {}", r.body);
+            assert!(
+                !r.body.to_lowercase().contains(leak),
+                "{name} leaks '{leak}': {}",
+                r.body
+            );
         }
         slowest = slowest.max(r.elapsed);
     }
@@ -163,7 +187,9 @@ async fn ready_study_on(db: &Db, store: &ImageStore, slug: &str) {
         ..StudyForm::default()
     })
     .unwrap();
-    let study = arenaxl::db::studies::insert(&db.pool, &settings).await.unwrap();
+    let study = arenaxl::db::studies::insert(&db.pool, &settings)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_manifest_dir(dir.path(), 2, &["a", "b"]);
     import_dir(db, &study, dir.path(), store).await.unwrap();
@@ -212,7 +238,12 @@ async fn postgres_gone_answers_503_with_retry_after_within_2_s_and_recovers() {
     let handle = app.server_handle();
     tokio::spawn(app.run_until_stopped());
     // The study is made through the direct connection; the application sees the relay.
-    ready_study_on(&test_db.db, &ImageStore::new(data_dir.path().join("images")), "outage").await;
+    ready_study_on(
+        &test_db.db,
+        &ImageStore::new(data_dir.path().join("images")),
+        "outage",
+    )
+    .await;
     let (token, assignment) = participant_with_assignment(&base, "outage").await;
 
     relay.stop().await;
@@ -257,10 +288,12 @@ async fn a_database_refusing_connections_answers_503_at_once() {
     let admin_options: PgConnectOptions = server_url().parse().unwrap();
     let mut admin = admin_options.connect().await.unwrap();
     // Maintenance on this test's own database only: no new sessions, the existing ended.
-    sqlx::query(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(&format!(
+        "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
         .bind(&name)
         .execute(&mut admin)
@@ -281,7 +314,9 @@ async fn a_database_refusing_connections_answers_503_at_once() {
 async fn a_nul_byte_in_a_request_is_a_400_that_names_it_and_stores_nothing() {
     let app = TestApp::spawn().await;
     app.ready_study("nul", 5, 0.0, 2, &["a", "b"]).await;
-    let start = app.post_form("/s/nul/start", &[("PROLIFIC_PID", "P-NUL")]).await;
+    let start = app
+        .post_form("/s/nul/start", &[("PROLIFIC_PID", "P-NUL")])
+        .await;
     assert_eq!(start.status().as_u16(), 303);
     let (_, page) = app.page("/s/nul/vote").await;
     let assignment = hidden(&page, "assignment_id").expect("a comparison");
@@ -290,10 +325,16 @@ async fn a_nul_byte_in_a_request_is_a_400_that_names_it_and_stores_nothing() {
     let resp = app.post_form("/s/%00/vote", &vote).await;
     assert_eq!(resp.status().as_u16(), 400);
     let body = resp.text().await.unwrap();
-    assert!(body.contains("path segment") && body.contains("NUL"), "{body}");
+    assert!(
+        body.contains("path segment") && body.contains("NUL"),
+        "{body}"
+    );
     assert_eq!(app.count("SELECT count(*) FROM votes").await, 0);
     // The same vote at the study's own address is stored: the refusal was the NUL's.
-    assert_eq!(app.post_form("/s/nul/vote", &vote).await.status().as_u16(), 303);
+    assert_eq!(
+        app.post_form("/s/nul/vote", &vote).await.status().as_u16(),
+        303
+    );
     assert_eq!(app.count("SELECT count(*) FROM votes").await, 1);
 
     let token = app.join("nul", "P-API").await;
@@ -301,7 +342,11 @@ async fn a_nul_byte_in_a_request_is_a_400_that_names_it_and_stores_nothing() {
     let id = next["assignment_id"].as_str().unwrap();
     let c = &app.client;
     let cases: Vec<(&str, reqwest::RequestBuilder, &str)> = vec![
-        ("page path", c.get(app.url("/s/nul%00")), "path segment 'slug'"),
+        (
+            "page path",
+            c.get(app.url("/s/nul%00")),
+            "path segment 'slug'",
+        ),
         (
             "page query",
             c.get(app.url("/s/nul?PROLIFIC_PID=a%00b")),
@@ -309,7 +354,8 @@ async fn a_nul_byte_in_a_request_is_a_400_that_names_it_and_stores_nothing() {
         ),
         (
             "page form",
-            c.post(app.url("/s/nul/start")).form(&[("PROLIFIC_PID", "a\0b")]),
+            c.post(app.url("/s/nul/start"))
+                .form(&[("PROLIFIC_PID", "a\0b")]),
             "form field 'PROLIFIC_PID'",
         ),
         (
@@ -344,7 +390,8 @@ async fn a_nul_byte_in_a_request_is_a_400_that_names_it_and_stores_nothing() {
         let resp = request.send().await.unwrap();
         let status = resp.status().as_u16();
         let api = resp.url().path().starts_with("/api/");
-        let body = resp.text().await.unwrap();
+        // Pages escape quotes as HTML does.
+        let body = resp.text().await.unwrap().replace("&#39;", "'");
         assert!((400..500).contains(&status), "{name}: {status} {body}");
         assert!(body.contains(place), "{name}: {body}");
         if api {
@@ -360,11 +407,16 @@ async fn a_nul_byte_in_a_request_is_a_400_that_names_it_and_stores_nothing() {
     let resp = app
         .post_form(
             "/admin/studies/nul/prompts",
-            &[("csrf", csrf.as_str()), ("format", "text"), ("content", "fine\nbad\0one\n")],
+            &[
+                ("csrf", csrf.as_str()),
+                ("format", "text"),
+                ("content", "fine\nbad\0one\n"),
+            ],
         )
         .await;
     assert_eq!(resp.status().as_u16(), 400);
-    assert!(resp.text().await.unwrap().contains("form field 'content'"));
+    let body = resp.text().await.unwrap().replace("&#39;", "'");
+    assert!(body.contains("form field 'content'"), "{body}");
     let resp = app
         .post_form(
             "/admin/studies/new",
@@ -372,7 +424,10 @@ async fn a_nul_byte_in_a_request_is_a_400_that_names_it_and_stores_nothing() {
         )
         .await;
     assert_eq!(resp.status().as_u16(), 400);
-    assert_eq!(app.count("SELECT count(*) FROM prompts").await, prompts_before);
+    assert_eq!(
+        app.count("SELECT count(*) FROM prompts").await,
+        prompts_before
+    );
     assert_eq!(app.count("SELECT count(*) FROM studies").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM participants").await, 2);
     assert_eq!(app.count("SELECT count(*) FROM votes").await, 1);
@@ -384,7 +439,13 @@ fn files_in(dir: &std::path::Path) -> usize {
         .map(|entries| {
             entries
                 .flatten()
-                .map(|e| if e.path().is_dir() { files_in(&e.path()) } else { 1 })
+                .map(|e| {
+                    if e.path().is_dir() {
+                        files_in(&e.path())
+                    } else {
+                        1
+                    }
+                })
                 .sum()
         })
         .unwrap_or(0)
@@ -404,13 +465,21 @@ async fn a_failed_image_import_leaves_the_store_as_it_was() {
     let dir = app.data_dir.path().join("bad");
     write_manifest_dir(&dir, 2, &["a", "b"]);
     append_line(&dir, r#"{"file":"missing.png","model":"a","prompt":"p"}"#);
-    let err = import_dir(&app.db, &study, &dir, &app.store).await.unwrap_err();
+    let err = import_dir(&app.db, &study, &dir, &app.store)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("line 5"), "{err}");
-    assert_eq!(files_in(&store_root), 0, "the failed import left files behind");
+    assert_eq!(
+        files_in(&store_root),
+        0,
+        "the failed import left files behind"
+    );
 
     let good = app.data_dir.path().join("good");
     write_manifest_dir(&good, 2, &["a", "b"]);
-    import_dir(&app.db, &study, &good, &app.store).await.unwrap();
+    import_dir(&app.db, &study, &good, &app.store)
+        .await
+        .unwrap();
     let stored = files_in(&store_root);
     assert_eq!(stored, 8, "4 images and their broken versions");
 
@@ -455,7 +524,11 @@ fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     for &b in &png[12..29] {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     png[29..33].copy_from_slice(&(!crc).to_be_bytes());
@@ -469,7 +542,10 @@ async fn image_import_refuses_images_above_the_pixel_limit_from_the_admin_form()
     let dir = app.data_dir.path().join("huge");
     write_manifest_dir(&dir, 1, &["a", "b"]);
     std::fs::write(dir.join("bomb.png"), png_claiming(20_000, 20_000)).unwrap();
-    append_line(&dir, r#"{"file":"bomb.png","model":"c","prompt":"test prompt number 0","seed":42}"#);
+    append_line(
+        &dir,
+        r#"{"file":"bomb.png","model":"c","prompt":"test prompt number 0","seed":42}"#,
+    );
     app.login(&app.client).await;
     let (_, page) = app.page("/admin/studies/huge/images").await;
     let csrf = csrf_of(&page);
@@ -484,7 +560,10 @@ async fn image_import_refuses_images_above_the_pixel_limit_from_the_admin_form()
     eprintln!("20000x20000 header refused in {elapsed:?}");
     assert_eq!(resp.status().as_u16(), 422);
     let body = resp.text().await.unwrap();
-    assert!(body.contains("line 3") && body.contains("20000×20000"), "{body}");
+    assert!(
+        body.contains("line 3") && body.contains("20000×20000"),
+        "{body}"
+    );
     assert_eq!(files_in(&app.store.path("")), 0);
     // The limit is the import's parameter: 32×32 images pass a limit of 1024 pixels, not 1023.
     std::fs::remove_file(dir.join("bomb.png")).unwrap();

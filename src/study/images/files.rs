@@ -171,5 +171,4 @@ mod tests {
         assert!(inside(dir, "/etc/passwd").is_none());
         assert!(inside(dir, "").is_none());
     }
-
 }
