@@ -102,15 +102,20 @@ pub struct PreparedImage {
     pub broken: StoredFile,
 }
 
+/// The PNG bytes of an image and of its broken version.
+fn encode_pair(image: &RgbImage) -> Result<(Vec<u8>, Vec<u8>), StudyError> {
+    let encode = |img: &RgbImage| {
+        encode_png(img).map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))
+    };
+    Ok((encode(image)?, encode(&broken_version(image))?))
+}
+
 /// Re-encodes and stores an image and its broken version.
 pub fn prepare(
     store: &ImageStore,
     image: &RgbImage,
 ) -> Result<(StoredFile, StoredFile), StudyError> {
-    let png =
-        encode_png(image).map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))?;
-    let broken = encode_png(&broken_version(image))
-        .map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))?;
+    let (png, broken) = encode_pair(image)?;
     Ok((store.put_png(&png)?, store.put_png(&broken)?))
 }
 
@@ -269,10 +274,7 @@ fn read_manifest(
 
 /// Like [`prepare`], into an import's staging folder.
 fn stage(staging: &mut Staging, image: &RgbImage) -> Result<(StoredFile, StoredFile), StudyError> {
-    let png =
-        encode_png(image).map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))?;
-    let broken = encode_png(&broken_version(image))
-        .map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))?;
+    let (png, broken) = encode_pair(image)?;
     Ok((staging.put_png(&png)?, staging.put_png(&broken)?))
 }
 
@@ -436,166 +438,5 @@ mod tests {
         let b = store.put_png(&encode_png(&img).unwrap()).unwrap();
         assert_eq!(a, b);
         assert!(store.path(&a.file).is_file());
-    }
-
-    /// CRC-32 of PNG chunks, to forge headers.
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            crc ^= b as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-
-    /// A tiny PNG whose header claims `width`×`height` (its pixel data is that of 1×1).
-    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-        let mut png = encode_png(&RgbImage::new(1, 1)).unwrap();
-        png[16..20].copy_from_slice(&width.to_be_bytes());
-        png[20..24].copy_from_slice(&height.to_be_bytes());
-        let crc = crc32(&png[12..29]);
-        png[29..33].copy_from_slice(&crc.to_be_bytes());
-        png
-    }
-
-    /// Writes images (file, width, height) and manifest lines (file, model, prompt).
-    fn folder(images: &[(&str, u32, u32)], lines: &[(&str, &str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (file, w, h) in images {
-            let png = encode_png(&RgbImage::from_pixel(*w, *h, image::Rgb([9, 9, 9]))).unwrap();
-            std::fs::write(dir.path().join(file), png).unwrap();
-        }
-        let manifest: String = lines
-            .iter()
-            .map(|(file, model, prompt)| {
-                format!(
-                    "{}\n",
-                    serde_json::json!({"file": file, "model": model, "prompt": prompt})
-                )
-            })
-            .collect();
-        std::fs::write(dir.path().join("manifest.jsonl"), manifest).unwrap();
-        dir
-    }
-
-    /// Reads a folder into a fresh store: the error, and how many files the store holds
-    /// once the import is over.
-    fn read(dir: &Path, max_pixels: u64) -> (Result<usize, String>, usize) {
-        let store_dir = tempfile::tempdir().unwrap();
-        let store = ImageStore::new(store_dir.path());
-        let result = Staging::new(&store)
-            .map_err(StudyError::from)
-            .and_then(|mut staging| {
-                read_manifest(dir, &mut staging, max_pixels).map(|m| m.images.len())
-            });
-        let files = walk(store_dir.path());
-        (result.map_err(|e| e.to_string()), files)
-    }
-
-    fn walk(dir: &Path) -> usize {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|e| {
-                        if e.path().is_dir() {
-                            walk(&e.path())
-                        } else {
-                            1
-                        }
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-
-    #[test]
-    fn a_huge_image_is_refused_from_its_header_before_decoding() {
-        let dir = folder(
-            &[("a.png", 8, 8)],
-            &[("a.png", "m1", "p"), ("big.png", "m2", "p")],
-        );
-        std::fs::write(dir.path().join("big.png"), png_claiming(20_000, 20_000)).unwrap();
-        let started = std::time::Instant::now();
-        let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
-        let err = result.unwrap_err();
-        assert!(
-            err.contains("line 2") && err.contains("20000×20000") && err.contains("16777216"),
-            "{err}"
-        );
-        assert!(
-            started.elapsed().as_secs() < 5,
-            "took {:?}",
-            started.elapsed()
-        );
-        assert_eq!(files, 0, "the failed import left files in the store");
-    }
-
-    #[test]
-    fn the_pixel_limit_is_a_parameter() {
-        let dir = folder(
-            &[("a.png", 8, 4), ("b.png", 8, 4)],
-            &[("a.png", "m1", "p"), ("b.png", "m2", "p")],
-        );
-        assert_eq!(read(dir.path(), 32).0, Ok(2));
-        let err = read(dir.path(), 31).0.unwrap_err();
-        assert!(err.contains("line 1") && err.contains("8×4"), "{err}");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn links_out_of_the_folder_are_refused_and_links_inside_followed() {
-        let outside = folder(&[("secret.png", 8, 8)], &[]);
-        let dir = folder(
-            &[("a.png", 8, 8)],
-            &[("a.png", "m1", "p"), ("b.png", "m2", "p")],
-        );
-        std::os::unix::fs::symlink(dir.path().join("a.png"), dir.path().join("b.png")).unwrap();
-        assert_eq!(read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS).0, Ok(2));
-        std::fs::remove_file(dir.path().join("b.png")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret.png"), dir.path().join("b.png"))
-            .unwrap();
-        let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
-        let err = result.unwrap_err();
-        assert!(
-            err.contains("line 2") && err.contains("outside the folder"),
-            "{err}"
-        );
-        assert_eq!(files, 0);
-    }
-
-    #[test]
-    fn images_of_one_prompt_must_have_one_size() {
-        let dir = folder(
-            &[("a.png", 8, 8), ("b.png", 8, 8), ("c.png", 16, 8)],
-            &[
-                ("a.png", "m1", "p"),
-                ("b.png", "m1", "q"),
-                ("c.png", "m2", "p"),
-            ],
-        );
-        let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
-        let err = result.unwrap_err();
-        assert!(
-            err.contains("line 3") && err.contains("'a.png' (line 1)") && err.contains("16×8"),
-            "{err}"
-        );
-        assert_eq!(files, 0);
-    }
-
-    #[test]
-    fn a_nul_in_a_manifest_field_names_line_and_field() {
-        let dir = folder(&[("a.png", 8, 8)], &[("a.png", "m1", "p\u{0}q")]);
-        let err = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS).0.unwrap_err();
-        assert!(
-            err.contains("line 1") && err.contains("field 'prompt'") && err.contains("NUL"),
-            "{err}"
-        );
     }
 }

@@ -44,6 +44,7 @@ impl From<JobError> for AdminError {
     fn from(e: JobError) -> Self {
         let page = match e {
             JobError::Study(s) => return AdminError::from(s),
+            JobError::Db(e) => return AdminError::from(crate::study::StudyError::Db(e)),
             JobError::NotFound(_) => {
                 PageError::new(StatusCode::NOT_FOUND, "Not found", e.to_string())
             }

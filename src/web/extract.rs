@@ -26,7 +26,7 @@ pub struct InputError {
 }
 
 impl InputError {
-    fn new(req: &HttpRequest, code: &'static str, detail: String) -> actix_web::Error {
+    fn error(req: &HttpRequest, code: &'static str, detail: String) -> actix_web::Error {
         InputError {
             api: req.path().starts_with("/api/"),
             code,
@@ -36,7 +36,7 @@ impl InputError {
     }
 
     fn nul(req: &HttpRequest, place: &str) -> actix_web::Error {
-        Self::new(req, "invalid_input", nul_message(place))
+        Self::error(req, "invalid_input", nul_message(place))
     }
 }
 
@@ -191,7 +191,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Form<T> {
             }
             from_pairs(&pairs)
                 .map(Form)
-                .map_err(|e| InputError::new(&req, "invalid_body", format!("form: {e}")))
+                .map_err(|e| InputError::error(&req, "invalid_body", format!("form: {e}")))
         })
     }
 }
@@ -219,7 +219,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 return Err(InputError::nul(&req, &format!("JSON field '{place}'")));
             }
             serde_json::from_value(value).map(Json).map_err(|e| {
-                InputError::new(&req, "invalid_body", format!("Json deserialize error: {e}"))
+                InputError::error(&req, "invalid_body", format!("Json deserialize error: {e}"))
             })
         })
     }

@@ -102,6 +102,10 @@ async fn assert_outage_answers(base: &str, token: &str, slug: &str, assignment: 
         .unwrap();
     let url = |p: &str| format!("{base}{p}");
     let health = timed(client.get(url("/healthz"))).await;
+    eprintln!(
+        "outage: GET /healthz -> {} in {:?}",
+        health.status, health.elapsed
+    );
     assert_eq!(health.status, 503, "{}", health.body);
     assert_eq!(health.retry_after.as_deref(), Some("5"));
     assert_eq!(
@@ -514,25 +518,12 @@ async fn a_failed_image_import_leaves_the_store_as_it_was() {
     assert_eq!(app.count("SELECT count(*) FROM images").await, 4);
 }
 
-/// A PNG of 1×1 pixels whose header claims `width`×`height`: what a decompression bomb
-/// looks like before its pixel data is read.
-fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut png = arenaxl::study::images::encode_png(&image::RgbImage::new(1, 1)).unwrap();
-    png[16..20].copy_from_slice(&width.to_be_bytes());
-    png[20..24].copy_from_slice(&height.to_be_bytes());
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in &png[12..29] {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
-    png
+/// Peak resident memory of this process (the test and the server it runs), in MiB.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 #[tokio::test]
@@ -541,7 +532,11 @@ async fn image_import_refuses_images_above_the_pixel_limit_from_the_admin_form()
     let study = app.create_study("huge", 3, 0.0).await;
     let dir = app.data_dir.path().join("huge");
     write_manifest_dir(&dir, 1, &["a", "b"]);
-    std::fs::write(dir.join("bomb.png"), png_claiming(20_000, 20_000)).unwrap();
+    // A valid 1-bit greyscale PNG of 20000×20000 pixels in 48,685 bytes (one IDAT of
+    // zlib-compressed zero rows): decoded whole as RGB it would need 1.2 GB.
+    let bomb = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bomb-20000x20000.png");
+    std::fs::copy(bomb, dir.join("bomb.png")).unwrap();
     append_line(
         &dir,
         r#"{"file":"bomb.png","model":"c","prompt":"test prompt number 0","seed":42}"#,
@@ -557,7 +552,10 @@ async fn image_import_refuses_images_above_the_pixel_limit_from_the_admin_form()
         )
         .await;
     let elapsed = started.elapsed();
-    eprintln!("20000x20000 header refused in {elapsed:?}");
+    eprintln!(
+        "48 KB 20000x20000 PNG refused in {elapsed:?}; peak RSS of the test process {} MiB",
+        peak_rss_mib().unwrap_or(0)
+    );
     assert_eq!(resp.status().as_u16(), 422);
     let body = resp.text().await.unwrap();
     assert!(

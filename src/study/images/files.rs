@@ -59,11 +59,12 @@ pub(super) fn read_image(path: &Path, file: &str, max_pixels: u64) -> Result<Rgb
     }
     let mut reader = open()?;
     // The header was checked, but the file could change between the two reads: the decoder
-    // is held to the same size (8 bytes a pixel covers 16-bit RGBA).
+    // is held to the same size (8 bytes a pixel covers 16-bit RGBA; 64 MiB for the
+    // decoder's own buffers).
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(width);
     limits.max_image_height = Some(height);
-    limits.max_alloc = Some(max_pixels.saturating_mul(8));
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
     Ok(reader
         .decode()
@@ -161,7 +162,9 @@ impl Published {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{encode_png, read_manifest, DEFAULT_MAX_IMAGE_PIXELS};
     use super::*;
+    use crate::study::StudyError;
 
     #[test]
     fn paths_outside_the_folder_are_refused() {
@@ -170,5 +173,160 @@ mod tests {
         assert!(inside(dir, "../b.png").is_none());
         assert!(inside(dir, "/etc/passwd").is_none());
         assert!(inside(dir, "").is_none());
+    }
+
+    /// CRC-32 of PNG chunks, to forge headers.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A tiny PNG whose header claims `width`×`height` (its pixel data is that of 1×1).
+    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        let mut png = encode_png(&RgbImage::new(1, 1)).unwrap();
+        png[16..20].copy_from_slice(&width.to_be_bytes());
+        png[20..24].copy_from_slice(&height.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        png
+    }
+
+    /// Writes images (file, width, height) and manifest lines (file, model, prompt).
+    fn folder(images: &[(&str, u32, u32)], lines: &[(&str, &str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, w, h) in images {
+            let png = encode_png(&RgbImage::from_pixel(*w, *h, image::Rgb([9, 9, 9]))).unwrap();
+            std::fs::write(dir.path().join(file), png).unwrap();
+        }
+        let manifest: String = lines
+            .iter()
+            .map(|(file, model, prompt)| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"file": file, "model": model, "prompt": prompt})
+                )
+            })
+            .collect();
+        std::fs::write(dir.path().join("manifest.jsonl"), manifest).unwrap();
+        dir
+    }
+
+    /// Reads a folder into a fresh store: the error, and how many files the store holds
+    /// once the import is over.
+    fn read(dir: &Path, max_pixels: u64) -> (Result<usize, String>, usize) {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(store_dir.path());
+        let result = Staging::new(&store)
+            .map_err(StudyError::from)
+            .and_then(|mut staging| {
+                read_manifest(dir, &mut staging, max_pixels).map(|m| m.images.len())
+            });
+        let files = walk(store_dir.path());
+        (result.map_err(|e| e.to_string()), files)
+    }
+
+    fn walk(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_huge_image_is_refused_from_its_header_before_decoding() {
+        let dir = folder(
+            &[("a.png", 8, 8)],
+            &[("a.png", "m1", "p"), ("big.png", "m2", "p")],
+        );
+        std::fs::write(dir.path().join("big.png"), png_claiming(20_000, 20_000)).unwrap();
+        let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("20000×20000") && err.contains("16777216"),
+            "{err}"
+        );
+        assert_eq!(files, 0, "the failed import left files in the store");
+    }
+
+    #[test]
+    fn the_pixel_limit_is_a_parameter() {
+        let dir = folder(
+            &[("a.png", 8, 4), ("b.png", 8, 4)],
+            &[("a.png", "m1", "p"), ("b.png", "m2", "p")],
+        );
+        assert_eq!(read(dir.path(), 32).0, Ok(2));
+        let err = read(dir.path(), 31).0.unwrap_err();
+        assert!(err.contains("line 1") && err.contains("8×4"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_folder_are_refused_and_links_inside_followed() {
+        let outside = folder(&[("secret.png", 8, 8)], &[]);
+        let dir = folder(
+            &[("a.png", 8, 8)],
+            &[("a.png", "m1", "p"), ("b.png", "m2", "p")],
+        );
+        std::os::unix::fs::symlink(dir.path().join("a.png"), dir.path().join("b.png")).unwrap();
+        assert_eq!(read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS).0, Ok(2));
+        std::fs::remove_file(dir.path().join("b.png")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.png"), dir.path().join("b.png"))
+            .unwrap();
+        let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("outside the folder"),
+            "{err}"
+        );
+        assert_eq!(files, 0);
+    }
+
+    #[test]
+    fn images_of_one_prompt_must_have_one_size() {
+        let dir = folder(
+            &[("a.png", 8, 8), ("b.png", 8, 8), ("c.png", 16, 8)],
+            &[
+                ("a.png", "m1", "p"),
+                ("b.png", "m1", "q"),
+                ("c.png", "m2", "p"),
+            ],
+        );
+        let (result, files) = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS);
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("line 3") && err.contains("'a.png' (line 1)") && err.contains("16×8"),
+            "{err}"
+        );
+        assert_eq!(files, 0);
+    }
+
+    #[test]
+    fn a_nul_in_a_manifest_field_names_line_and_field() {
+        let dir = folder(&[("a.png", 8, 8)], &[("a.png", "m1", "p\u{0}q")]);
+        let err = read(dir.path(), DEFAULT_MAX_IMAGE_PIXELS).0.unwrap_err();
+        assert!(
+            err.contains("line 1") && err.contains("field 'prompt'") && err.contains("NUL"),
+            "{err}"
+        );
     }
 }
