@@ -281,6 +281,37 @@ async fn postgres_gone_answers_503_with_retry_after_within_2_s_and_recovers() {
 }
 
 #[tokio::test]
+async fn at_startup_the_application_waits_for_a_server_that_is_still_starting() {
+    let test_db = fresh_db().await;
+    let options: PgConnectOptions = test_db.url.parse().unwrap();
+    let target = format!("{}:{}", options.get_host(), options.get_port());
+    // A free port where nothing listens yet: the server is "not up".
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let connecting = tokio::spawn(Db::connect(options.port(port)));
+    // Longer than a request would wait (1.5 s), shorter than startup does (10 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !connecting.is_finished(),
+        "startup gave up while the server was starting"
+    );
+    let relay = Relay::start(target, port).await;
+    let db = connecting
+        .await
+        .unwrap()
+        .expect("connected once the server was up");
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn a_database_refusing_connections_answers_503_at_once() {
     let app = TestApp::spawn().await;
     app.ready_study("closed-db", 5, 0.0, 2, &["a", "b"]).await;
