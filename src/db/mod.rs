@@ -27,30 +27,54 @@ pub struct Db {
     pub relaxed: PgPool,
 }
 
+/// How long a request waits for a connection before giving up. Short, so that with the
+/// database down a request fails (503, see `web::errors`) within 2 s instead of hanging:
+/// sqlx keeps retrying a refused connection until this deadline.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// How long [`Db::connect`] waits for the server at startup, which may still be starting
+/// (`docker compose up` starts both at once) or briefly out of connection slots.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Db {
     pub async fn connect(options: PgConnectOptions) -> Result<Db, sqlx::Error> {
         let options = options.log_statements(tracing::log::LevelFilter::Trace);
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await?;
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
         let relaxed = PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute("SET synchronous_commit = off").await?;
                     Ok(())
                 })
             })
-            .connect_with(options)
-            .await?;
+            .connect_lazy_with(options);
+        first_connection(&pool).await?;
+        first_connection(&relaxed).await?;
         Ok(Db { pool, relaxed })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         sqlx::migrate!("./migrations").run(&self.pool).await
+    }
+}
+
+/// Opens the pool's first connection, retrying for [`STARTUP_TIMEOUT`] while the server is
+/// unreachable; other errors (a wrong password, no such database) are returned at once.
+async fn first_connection(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::PoolTimedOut) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Cursor;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageFormat, RgbImage};
 use serde::Deserialize;
@@ -12,8 +12,11 @@ use sha2::{Digest, Sha256};
 
 use crate::db::Db;
 
+use self::files::{inside, read_image, resolve_inside, Staging};
 use super::prompts::NewPrompt;
 use super::{Study, StudyError};
+
+mod files;
 
 /// Files named by the sha256 of their bytes under `root/ab/cd/<sha>.png`. Writing the same
 /// image twice stores it once; a file only becomes visible to participants through a row
@@ -99,17 +102,27 @@ pub struct PreparedImage {
     pub broken: StoredFile,
 }
 
+/// The PNG bytes of an image and of its broken version.
+fn encode_pair(image: &RgbImage) -> Result<(Vec<u8>, Vec<u8>), StudyError> {
+    let encode = |img: &RgbImage| {
+        encode_png(img).map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))
+    };
+    Ok((encode(image)?, encode(&broken_version(image))?))
+}
+
 /// Re-encodes and stores an image and its broken version.
 pub fn prepare(
     store: &ImageStore,
     image: &RgbImage,
 ) -> Result<(StoredFile, StoredFile), StudyError> {
-    let png =
-        encode_png(image).map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))?;
-    let broken = encode_png(&broken_version(image))
-        .map_err(|e| StudyError::Import(format!("cannot encode image: {e}")))?;
+    let (png, broken) = encode_pair(image)?;
     Ok((store.put_png(&png)?, store.put_png(&broken)?))
 }
+
+/// The largest image (width × height) an import accepts unless told otherwise: 4096×4096.
+/// Checked from the file's header before any pixel is decoded, so a small file that claims
+/// to be huge (a 48 KB PNG of 20000×20000) costs nothing.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 4096 * 4096;
 
 /// One line of `manifest.jsonl`.
 #[derive(Debug, Deserialize)]
@@ -132,33 +145,51 @@ struct ManifestLine {
     scheduler: Option<String>,
 }
 
-/// Refuses paths that leave the import folder.
-fn inside(dir: &Path, file: &str) -> Option<PathBuf> {
-    let rel = Path::new(file);
-    if file.is_empty()
-        || rel.is_absolute()
-        || rel.components().any(|c| !matches!(c, Component::Normal(_)))
-    {
-        return None;
-    }
-    Some(dir.join(rel))
+/// The images of a manifest, each with its line number.
+struct Manifest {
+    images: Vec<PreparedImage>,
+    lines: Vec<usize>,
 }
 
-/// Reads and checks the whole manifest and every image, storing files as it goes; returns
-/// the images to insert. Any bad line fails the import with its line number.
-pub fn read_manifest(dir: &Path, store: &ImageStore) -> Result<Vec<PreparedImage>, StudyError> {
+/// An image already read, by what it is paired on: prompt and seed.
+struct SeenSize {
+    line: usize,
+    file: String,
+    size: (u32, u32),
+}
+
+/// Reads and checks the whole manifest and every image, staging files as it goes. Any bad
+/// line fails the import with its line number.
+fn read_manifest(
+    dir: &Path,
+    staging: &mut Staging,
+    max_pixels: u64,
+) -> Result<Manifest, StudyError> {
     let manifest = dir.join("manifest.jsonl");
     let content = std::fs::read_to_string(&manifest)
         .map_err(|e| StudyError::Import(format!("cannot read {}: {e}", manifest.display())))?;
-    let mut prepared = Vec::new();
+    super::input::refuse_nul("manifest.jsonl", &content)?;
+    let real_dir = dir
+        .canonicalize()
+        .map_err(|e| StudyError::Import(format!("cannot read {}: {e}", dir.display())))?;
+    let mut out = Manifest {
+        images: Vec::new(),
+        lines: Vec::new(),
+    };
     let mut seen: HashMap<(String, String, Option<i64>), usize> = HashMap::new();
+    let mut sizes: HashMap<(String, Option<i64>), SeenSize> = HashMap::new();
     for (i, raw) in content.lines().enumerate() {
         let line_no = i + 1;
         if raw.trim().is_empty() {
             continue;
         }
         let at = |msg: String| StudyError::Import(format!("manifest.jsonl line {line_no}: {msg}"));
-        let line: ManifestLine = serde_json::from_str(raw).map_err(|e| at(e.to_string()))?;
+        // Parsed as a document first so that a `\u0000` escape is named by its field.
+        let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| at(e.to_string()))?;
+        if let Some(field) = super::input::nul_in_json(&value) {
+            return Err(at(super::input::nul_message(&format!("field '{field}'"))));
+        }
+        let line: ManifestLine = serde_json::from_value(value).map_err(|e| at(e.to_string()))?;
         let model = line.model.trim().to_string();
         if model.is_empty() || model.len() > 100 || model.contains('#') {
             return Err(at(
@@ -174,11 +205,8 @@ pub fn read_manifest(dir: &Path, store: &ImageStore) -> Result<Vec<PreparedImage
                 return Err(at("field 'guidance' must be a finite number".into()));
             }
         }
-        let key = (
-            line.prompt_id.clone().unwrap_or_else(|| text.clone()),
-            model.clone(),
-            line.seed,
-        );
+        let prompt_key = line.prompt_id.clone().unwrap_or_else(|| text.clone());
+        let key = (prompt_key.clone(), model.clone(), line.seed);
         if let Some(first) = seen.insert(key, line_no) {
             return Err(at(format!(
                 "a second image for the same prompt, model '{model}' and seed (first on line {first})"
@@ -190,16 +218,34 @@ pub fn read_manifest(dir: &Path, store: &ImageStore) -> Result<Vec<PreparedImage
                 line.file
             ))
         })?;
-        let decoded = image::ImageReader::open(&path)
-            .map_err(|e| at(format!("cannot open '{}': {e}", line.file)))?
-            .with_guessed_format()
-            .map_err(|e| at(format!("cannot read '{}': {e}", line.file)))?
-            .decode()
-            .map_err(|e| at(format!("'{}' is not a readable image: {e}", line.file)))?
-            .to_rgb8();
+        let real = resolve_inside(&real_dir, &path, &line.file).map_err(at)?;
+        let decoded = read_image(&real, &line.file, max_pixels).map_err(at)?;
         let (width, height) = decoded.dimensions();
-        let (stored, broken) = prepare(store, &decoded).map_err(|e| at(e.to_string()))?;
-        prepared.push(PreparedImage {
+        // The two images of a pair are shown side by side: a size that differs would tell
+        // the models apart, so images of one prompt and seed must match.
+        match sizes.get(&(prompt_key.clone(), line.seed)) {
+            Some(first) if first.size != (width, height) => {
+                return Err(at(format!(
+                    "'{}' is {width}×{height} pixels but '{}' (line {}) of the same prompt is {}×{}; \
+                     the images of a pair must have the same size",
+                    line.file, first.file, first.line, first.size.0, first.size.1
+                )));
+            }
+            Some(_) => {}
+            None => {
+                sizes.insert(
+                    (prompt_key, line.seed),
+                    SeenSize {
+                        line: line_no,
+                        file: line.file.clone(),
+                        size: (width, height),
+                    },
+                );
+            }
+        }
+        let (stored, broken) = stage(staging, &decoded).map_err(|e| at(e.to_string()))?;
+        out.lines.push(line_no);
+        out.images.push(PreparedImage {
             model,
             prompt: NewPrompt {
                 text,
@@ -220,10 +266,16 @@ pub fn read_manifest(dir: &Path, store: &ImageStore) -> Result<Vec<PreparedImage
             broken,
         });
     }
-    if prepared.is_empty() {
+    if out.images.is_empty() {
         return Err(StudyError::Import("manifest.jsonl has no images".into()));
     }
-    Ok(prepared)
+    Ok(out)
+}
+
+/// Like [`prepare`], into an import's staging folder.
+fn stage(staging: &mut Staging, image: &RgbImage) -> Result<(StoredFile, StoredFile), StudyError> {
+    let (png, broken) = encode_pair(image)?;
+    Ok((staging.put_png(&png)?, staging.put_png(&broken)?))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,11 +286,33 @@ pub struct ImageImportCount {
 }
 
 /// Inserts prepared images, their models and prompts, and the candidate pairs they form,
-/// in one transaction: either all of it lands or none of it does.
+/// in one transaction: either all of it lands or none of it does. Refuses images that
+/// would form a pair with an image of another pixel size.
 pub async fn insert_images(
     db: &Db,
     study: &Study,
     images: &[PreparedImage],
+) -> Result<ImageImportCount, StudyError> {
+    insert_with_lines(db, study, images, None).await
+}
+
+/// Two images of one prompt and seed whose sizes differ, one of them maybe from earlier.
+#[derive(sqlx::FromRow)]
+struct SizeMismatch {
+    prompt: String,
+    model_a: String,
+    width_a: i32,
+    height_a: i32,
+    model_b: String,
+    width_b: i32,
+    height_b: i32,
+}
+
+async fn insert_with_lines(
+    db: &Db,
+    study: &Study,
+    images: &[PreparedImage],
+    lines: Option<&[usize]>,
 ) -> Result<ImageImportCount, StudyError> {
     let mut tx = db.pool.begin().await?;
     let mut added = 0;
@@ -246,6 +320,42 @@ pub async fn insert_images(
         if crate::db::content::insert_image(&mut tx, study.id, img).await? {
             added += 1;
         }
+    }
+    let mismatch: Option<SizeMismatch> = sqlx::query_as(
+        "SELECT p.text AS prompt, ma.name AS model_a, ia.width AS width_a, ia.height AS height_a, \
+         mb.name AS model_b, ib.width AS width_b, ib.height AS height_b \
+         FROM images ia JOIN images ib ON ib.study_id = ia.study_id AND ib.prompt_id = ia.prompt_id \
+           AND COALESCE(ib.seed, -1) = COALESCE(ia.seed, -1) AND ia.id < ib.id \
+         JOIN models ma ON ma.id = ia.model_id JOIN models mb ON mb.id = ib.model_id \
+         JOIN prompts p ON p.id = ia.prompt_id \
+         WHERE ia.study_id = $1 AND (ia.width <> ib.width OR ia.height <> ib.height) LIMIT 1",
+    )
+    .bind(study.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(m) = mismatch {
+        // Name the manifest lines of the images involved, where they came from a manifest.
+        let where_ = |model: &str| {
+            images
+                .iter()
+                .zip(lines.unwrap_or_default())
+                .find(|(img, _)| img.model == model && img.prompt.text == m.prompt)
+                .map(|(_, line)| format!(" (manifest.jsonl line {line})"))
+                .unwrap_or_else(|| " (already in the study)".to_string())
+        };
+        return Err(StudyError::Import(format!(
+            "the images of prompt '{}' by model '{}'{} ({}×{}) and model '{}'{} ({}×{}) differ in \
+             size; the images of a pair must have the same size",
+            m.prompt,
+            m.model_a,
+            where_(&m.model_a),
+            m.width_a,
+            m.height_a,
+            m.model_b,
+            where_(&m.model_b),
+            m.width_b,
+            m.height_b
+        )));
     }
     let pairs_total = crate::db::content::rebuild_pairs(&mut tx, study.id).await?;
     tx.commit().await?;
@@ -256,19 +366,40 @@ pub async fn insert_images(
     })
 }
 
-/// `images import`: reads the folder, then stores everything in one transaction.
+/// `images import` with the default pixel limit ([`DEFAULT_MAX_IMAGE_PIXELS`]).
 pub async fn import_dir(
     db: &Db,
     study: &Study,
     dir: &Path,
     store: &ImageStore,
 ) -> Result<ImageImportCount, StudyError> {
+    import_dir_limited(db, study, dir, store, DEFAULT_MAX_IMAGE_PIXELS).await
+}
+
+/// `images import`: reads the folder (refusing any image above `max_pixels`), then stores
+/// everything in one transaction. When it fails, the store is as it was.
+pub async fn import_dir_limited(
+    db: &Db,
+    study: &Study,
+    dir: &Path,
+    store: &ImageStore,
+    max_pixels: u64,
+) -> Result<ImageImportCount, StudyError> {
     let dir = dir.to_path_buf();
     let store_c = store.clone();
-    let prepared = tokio::task::spawn_blocking(move || read_manifest(&dir, &store_c))
-        .await
-        .map_err(|e| StudyError::Import(format!("import task failed: {e}")))??;
-    insert_images(db, study, &prepared).await
+    let (manifest, staging) = tokio::task::spawn_blocking(move || {
+        let mut staging = Staging::new(&store_c)?;
+        read_manifest(&dir, &mut staging, max_pixels).map(|m| (m, staging))
+    })
+    .await
+    .map_err(|e| StudyError::Import(format!("import task failed: {e}")))??;
+    let published = staging.publish()?;
+    drop(staging);
+    let result = insert_with_lines(db, study, &manifest.images, Some(&manifest.lines)).await;
+    if result.is_err() {
+        published.remove();
+    }
+    result
 }
 
 #[cfg(test)]
@@ -296,15 +427,6 @@ mod tests {
             "mean absolute difference too small: {}",
             diff / (64 * 48 * 3)
         );
-    }
-
-    #[test]
-    fn paths_outside_the_folder_are_refused() {
-        let dir = Path::new("/tmp/x");
-        assert!(inside(dir, "a/b.png").is_some());
-        assert!(inside(dir, "../b.png").is_none());
-        assert!(inside(dir, "/etc/passwd").is_none());
-        assert!(inside(dir, "").is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod error;
 pub mod export;
 pub mod images;
+pub mod input;
 pub mod participation;
 pub mod prompts;
 pub mod scheduler;

@@ -87,6 +87,7 @@ pub fn parse_prompts(
     content: &str,
     format: PromptFormat,
 ) -> Result<Vec<NewPrompt>, StudyError> {
+    super::input::refuse_nul(source, content)?;
     let content = content.trim_start_matches('\u{feff}');
     let mut prompts = Vec::new();
     match format {
@@ -217,6 +218,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("p.txt line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused_with_its_line_in_every_format() {
+        for (name, content, format) in [
+            ("p.txt", "one\ntw\0o\n", PromptFormat::Text),
+            ("p.csv", "prompt\none\n\"a\0b\"\n", PromptFormat::Csv),
+            (
+                "p.tsv",
+                "Prompt\tCategory\nok\tX\nbad\tY\0\n",
+                PromptFormat::PartiTsv,
+            ),
+        ] {
+            let err = parse_prompts(name, content, format)
+                .unwrap_err()
+                .to_string();
+            let line = if name == "p.txt" { 2 } else { 3 };
+            assert!(
+                err.contains(&format!("{name} line {line}")) && err.contains("NUL"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::study::prompts::{import_prompts, parse_prompts, PromptFormat};
 use crate::study::{admins, Study, StudyError, StudyForm, StudySettings, StudyStatus};
 
 use super::errors::{html, html_with_status, PageError};
+use super::extract;
 use super::participant::client_key;
 use super::state::AppState;
 
@@ -197,7 +198,7 @@ async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
-    form: web::Form<LoginForm>,
+    form: extract::Form<LoginForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&session, &form.csrf)?;
     if !state.login_limiter.allow(&client_key(&req)) {
@@ -232,7 +233,7 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(admin: Admin, form: web::Form<CsrfForm>) -> Result<HttpResponse, AdminError> {
+async fn logout(admin: Admin, form: extract::Form<CsrfForm>) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     admin.session.purge();
     Ok(see_other("/admin/login"))
@@ -462,7 +463,7 @@ fn form_with_error(
 async fn create_study(
     admin: Admin,
     state: web::Data<AppState>,
-    form: web::Form<StudyFields>,
+    form: extract::Form<StudyFields>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let result = match StudySettings::try_from(&*form) {
@@ -478,7 +479,7 @@ async fn create_study(
 async fn edit_study_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     Ok(html(StudyFormPage {
@@ -494,8 +495,8 @@ async fn edit_study_page(
 async fn update_study(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<StudyFields>,
+    slug: extract::Path<String>,
+    form: extract::Form<StudyFields>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let study = studies::by_slug(&state.db.pool, &slug).await?;
@@ -521,8 +522,8 @@ struct StatusForm {
 async fn set_status(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<StatusForm>,
+    slug: extract::Path<String>,
+    form: extract::Form<StatusForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let status = StudyStatus::parse(&form.status)?;
@@ -545,7 +546,7 @@ struct DashboardPage {
 async fn dashboard_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let d = dashboard::load(&state.db, &study).await?;
@@ -585,7 +586,7 @@ struct PromptsPage {
 async fn prompts_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     Ok(html(PromptsPage {
@@ -608,8 +609,8 @@ struct PromptsForm {
 async fn import_prompts_form(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<PromptsForm>,
+    slug: extract::Path<String>,
+    form: extract::Form<PromptsForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let study = studies::by_slug(&state.db.pool, &slug).await?;
@@ -639,7 +640,7 @@ async fn import_prompts_form(
 async fn votes_csv(
     _admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let body = crate::study::export::votes_csv(&state.db, &study).await?;
@@ -677,7 +678,7 @@ fn attachment(body: String, content_type: &str, file_name: String) -> HttpRespon
 async fn pickapic_jsonl(
     _admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let (body, _) = crate::study::export::pickapic_jsonl(&state.db, &study).await?;
@@ -724,8 +725,8 @@ async fn live_report(
 async fn report_page(
     _admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    query: web::Query<ReportQuery>,
+    slug: extract::Path<String>,
+    query: extract::Query<ReportQuery>,
 ) -> Result<HttpResponse, AdminError> {
     let (study, report) = live_report(&state, &slug, &query).await?;
     Ok(HttpResponse::Ok()
@@ -737,8 +738,8 @@ async fn report_page(
 async fn report_json(
     _admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    query: web::Query<ReportQuery>,
+    slug: extract::Path<String>,
+    query: extract::Query<ReportQuery>,
 ) -> Result<HttpResponse, AdminError> {
     let (study, report) = live_report(&state, &slug, &query).await?;
     Ok(attachment(
@@ -760,7 +761,7 @@ struct ImagesPage {
 async fn images_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     Ok(html(ImagesPage {
@@ -783,8 +784,8 @@ struct ImagesForm {
 async fn import_images_form(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<ImagesForm>,
+    slug: extract::Path<String>,
+    form: extract::Form<ImagesForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let study = studies::by_slug(&state.db.pool, &slug).await?;

@@ -26,6 +26,7 @@ use crate::study::{StudyForm, StudySettings};
 use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
 use super::admin_jobs::{job_page_with, parse_id};
 use super::errors::{html, html_with_status};
+use super::extract;
 use super::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -264,7 +265,7 @@ async fn distill_page(
 async fn start(
     admin: Admin,
     state: web::Data<AppState>,
-    form: web::Form<Vec<(String, String)>>,
+    form: extract::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AdminError> {
     let fields: Fields = form.into_inner().into_iter().collect();
     check_csrf(&admin.session, field(&fields, "csrf"))?;
@@ -493,8 +494,8 @@ async fn parse_compare(f: &Fields) -> Result<CompareRequest, JobError> {
 async fn compare(
     admin: Admin,
     state: web::Data<AppState>,
-    id: web::Path<String>,
-    form: web::Form<Vec<(String, String)>>,
+    id: extract::Path<String>,
+    form: extract::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AdminError> {
     let fields: Fields = form.into_inner().into_iter().collect();
     check_csrf(&admin.session, field(&fields, "csrf"))?;

@@ -20,6 +20,7 @@ use crate::study::Study;
 use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
 use super::admin_distill::{distill_view_of, DistillView};
 use super::errors::{html, html_with_status, PageError};
+use super::extract;
 use super::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -43,6 +44,7 @@ impl From<JobError> for AdminError {
     fn from(e: JobError) -> Self {
         let page = match e {
             JobError::Study(s) => return AdminError::from(s),
+            JobError::Db(e) => return AdminError::from(crate::study::StudyError::Db(e)),
             JobError::NotFound(_) => {
                 PageError::new(StatusCode::NOT_FOUND, "Not found", e.to_string())
             }
@@ -177,7 +179,7 @@ pub(super) fn parse_id(raw: &str) -> Result<Uuid, AdminError> {
 async fn job_page(
     admin: Admin,
     state: web::Data<AppState>,
-    id: web::Path<String>,
+    id: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let job = q::get(&state.db.pool, parse_id(&id)?).await?;
     let distill = if job.kind == crate::jobs::distill::KIND {
@@ -220,8 +222,8 @@ struct CsrfForm {
 async fn cancel_job(
     admin: Admin,
     state: web::Data<AppState>,
-    id: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    id: extract::Path<String>,
+    form: extract::Form<CsrfForm>,
 ) -> Result<HttpResponse, AdminError> {
     let id = checked_job(&admin, &state, &id, &form).await?;
     q::cancel(&state.db.pool, id).await?;
@@ -231,8 +233,8 @@ async fn cancel_job(
 async fn retry_job(
     admin: Admin,
     state: web::Data<AppState>,
-    id: web::Path<String>,
-    form: web::Form<CsrfForm>,
+    id: extract::Path<String>,
+    form: extract::Form<CsrfForm>,
 ) -> Result<HttpResponse, AdminError> {
     let id = checked_job(&admin, &state, &id, &form).await?;
     q::retry(&state.db.pool, id).await?;
@@ -339,7 +341,7 @@ struct RegisterForm {
 async fn register_model(
     admin: Admin,
     state: web::Data<AppState>,
-    form: web::Form<RegisterForm>,
+    form: extract::Form<RegisterForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     // Relative folders live under the models directory that workers share.
@@ -502,7 +504,7 @@ async fn generate_view(
 async fn generate_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     Ok(html(
@@ -566,8 +568,8 @@ async fn parse_request(
 async fn generate(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    pairs: web::Form<Vec<(String, String)>>,
+    slug: extract::Path<String>,
+    pairs: extract::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, AdminError> {
     let form = GenerateForm::from_pairs(&pairs);
     check_csrf(&admin.session, &form.csrf)?;
@@ -607,7 +609,7 @@ struct GalleryPage {
 async fn gallery_page(
     admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let images = generation::gallery(&state.db.pool, study.id, 3000).await?;
@@ -657,7 +659,7 @@ async fn gallery_page(
 async fn image_file(
     _admin: Admin,
     state: web::Data<AppState>,
-    id: web::Path<String>,
+    id: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let not_found = || {
         AdminError::Page(PageError::new(

@@ -13,6 +13,7 @@ use crate::study::participation::{self, Next, ParticipantToken, VoteOutcome};
 use crate::study::{Choice, ExternalIds};
 
 use super::errors::ApiError;
+use super::extract;
 use super::participant::{client_key, image_url};
 use super::state::AppState;
 
@@ -82,7 +83,7 @@ struct NewParticipant {
 async fn create_participant(
     req: HttpRequest,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     if !state.participant_limiter.allow(&client_key(&req)) {
@@ -165,8 +166,8 @@ struct VoteBody {
 async fn vote(
     state: web::Data<AppState>,
     bearer: Bearer,
-    assignment: web::Path<String>,
-    body: web::Json<VoteBody>,
+    assignment: extract::Path<String>,
+    body: extract::Json<VoteBody>,
 ) -> Result<HttpResponse, ApiError> {
     let assignment = Uuid::parse_str(&assignment)
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such assignment"))?;

@@ -1,13 +1,59 @@
 //! Domain errors mapped to responses: JSON `{"error", "detail"}` for the API, a plain page
-//! for people. Database and storage faults are logged and answered without their details.
+//! for people. Database and storage faults are logged and answered without their details;
+//! a database that cannot be reached is a 503 with `Retry-After`, not a 500.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use askama::Template;
 
 use crate::study::StudyError;
 
+/// Seconds a client should wait before retrying while the database is unreachable.
+pub const OUTAGE_RETRY_AFTER_S: u32 = 5;
+/// Seconds to wait when a study has nothing to compare yet.
+const NOTHING_TO_COMPARE_RETRY_AFTER_S: u32 = 60;
+
+/// Whether a database error means "the database cannot be reached right now" (server down,
+/// restarting, refusing connections, connection lost or pool exhausted) rather than a fault
+/// in a query. Those are answered 503 with `Retry-After`; the rest stay 500.
+pub fn is_db_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            // 08: connection exception; 53: insufficient resources (too many connections,
+            // out of memory, disk full); 57P01-57P03: shutdown, crash, still starting up.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(code, "57P01" | "57P02" | "57P03")
+                // `ALTER DATABASE ... ALLOW_CONNECTIONS false` (maintenance): 55000 with
+                // this message; other 55000 errors are query faults.
+                || (code == "55000" && db.message().contains("not currently accepting connections"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a domain error is an outage of the database.
+fn is_unavailable(err: &StudyError) -> bool {
+    matches!(err, StudyError::Db(e) if is_db_unavailable(e))
+}
+
+/// Seconds for `Retry-After`: only the temporary conditions have one.
+fn retry_after(err: &StudyError) -> Option<u32> {
+    match err {
+        StudyError::NothingToCompare => Some(NOTHING_TO_COMPARE_RETRY_AFTER_S),
+        _ if is_unavailable(err) => Some(OUTAGE_RETRY_AFTER_S),
+        _ => None,
+    }
+}
+
 fn classify(err: &StudyError) -> (StatusCode, &'static str) {
+    if is_unavailable(err) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    }
     match err {
         StudyError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
         StudyError::Import(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_import"),
@@ -23,6 +69,10 @@ fn classify(err: &StudyError) -> (StatusCode, &'static str) {
 
 fn public_detail(err: &StudyError) -> String {
     match err {
+        StudyError::Db(e) if is_db_unavailable(e) => {
+            tracing::warn!("database unavailable: {e}");
+            UNAVAILABLE_DETAIL.into()
+        }
         StudyError::Db(e) => {
             tracing::error!("database error: {e}");
             "the server could not complete the request; try again".into()
@@ -35,12 +85,33 @@ fn public_detail(err: &StudyError) -> String {
     }
 }
 
+const UNAVAILABLE_DETAIL: &str =
+    "the service is briefly unavailable; please try again in a few seconds";
+
+fn with_retry_after(status: StatusCode, retry_after: Option<u32>) -> HttpResponseBuilder {
+    let mut builder = HttpResponse::build(status);
+    if let Some(seconds) = retry_after {
+        builder.insert_header(("Retry-After", seconds.to_string()));
+    }
+    builder
+}
+
+/// The answer to a fault where no page or JSON body fits (an image, say): 503 with
+/// `Retry-After` if the database is unreachable, else the error's status. No internal details.
+pub fn fault_response(err: &StudyError) -> HttpResponse {
+    with_retry_after(classify(err).0, retry_after(err))
+        .content_type("text/plain")
+        .body(public_detail(err))
+}
+
 /// An error answered as JSON.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// Seconds for a `Retry-After` header, for temporary conditions.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -49,6 +120,7 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 }
@@ -62,7 +134,10 @@ impl std::fmt::Display for ApiError {
 impl From<StudyError> for ApiError {
     fn from(err: StudyError) -> Self {
         let (status, code) = classify(&err);
-        ApiError::new(status, code, public_detail(&err))
+        ApiError {
+            retry_after: retry_after(&err),
+            ..ApiError::new(status, code, public_detail(&err))
+        }
     }
 }
 
@@ -71,7 +146,7 @@ impl ResponseError for ApiError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
+        with_retry_after(self.status, self.retry_after)
             .json(serde_json::json!({ "error": self.code, "detail": self.detail }))
     }
 }
@@ -85,10 +160,19 @@ pub struct MessagePage<'a> {
 
 /// Renders a plain page with a title and one message.
 pub fn message_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    message_page_retry(status, None, title, message)
+}
+
+fn message_page_retry(
+    status: StatusCode,
+    retry_after: Option<u32>,
+    title: &str,
+    message: &str,
+) -> HttpResponse {
     let body = MessagePage { title, message }
         .render()
         .unwrap_or_else(|_| message.to_string());
-    HttpResponse::build(status)
+    with_retry_after(status, retry_after)
         .content_type("text/html; charset=utf-8")
         .body(body)
 }
@@ -99,6 +183,8 @@ pub struct PageError {
     pub status: StatusCode,
     pub title: String,
     pub message: String,
+    /// Seconds for a `Retry-After` header, for temporary conditions.
+    pub retry_after: Option<u32>,
 }
 
 impl PageError {
@@ -107,6 +193,7 @@ impl PageError {
             status,
             title: title.into(),
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -141,10 +228,16 @@ impl From<StudyError> for PageError {
                 "Not allowed",
                 "This answer belongs to another session.".to_string(),
             ),
+            StudyError::Db(_) if is_unavailable(&err) => {
+                ("Temporarily unavailable", public_detail(&err))
+            }
             StudyError::Db(_) | StudyError::Io(_) => ("Something went wrong", public_detail(&err)),
             other => ("Cannot do that", other.to_string()),
         };
-        PageError::new(status, title, message)
+        PageError {
+            retry_after: retry_after(&err),
+            ..PageError::new(status, title, message)
+        }
     }
 }
 
@@ -164,7 +257,7 @@ impl ResponseError for PageError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        message_page(self.status, &self.title, &self.message)
+        message_page_retry(self.status, self.retry_after, &self.title, &self.message)
     }
 }
 
@@ -183,4 +276,34 @@ pub fn html_with_status<T: Template>(
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .body(page.render()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after_and_a_query_fault_500() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for err in [sqlx::Error::PoolTimedOut, sqlx::Error::Io(refused)] {
+            let api = ApiError::from(StudyError::Db(err));
+            assert_eq!(
+                (api.status, api.code),
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            );
+            let resp = api.error_response();
+            assert_eq!(resp.headers().get("Retry-After").unwrap(), "5");
+            assert!(!api.detail.contains("refused") && !api.detail.contains("pool"));
+        }
+        let fault = ApiError::from(StudyError::Db(sqlx::Error::RowNotFound));
+        assert_eq!(fault.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(fault
+            .error_response()
+            .headers()
+            .get("Retry-After")
+            .is_none());
+        let page = PageError::from(StudyError::Db(sqlx::Error::PoolTimedOut)).error_response();
+        assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(page.headers().get("Retry-After").unwrap(), "5");
+    }
 }

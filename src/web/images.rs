@@ -76,9 +76,9 @@ fn token_of(req: &HttpRequest) -> Option<ParticipantToken> {
 pub async fn image(
     req: HttpRequest,
     state: web::Data<AppState>,
-    path: web::Path<(String, String)>,
+    path: super::extract::Path<(String, String)>,
 ) -> HttpResponse {
-    let (assignment, side) = path.into_inner();
+    let (assignment, side) = path.0;
     let not_found = || {
         HttpResponse::NotFound()
             .content_type("text/plain")
@@ -105,10 +105,7 @@ pub async fn image(
     let (left_file, right_file) = match files {
         Ok(Some(files)) => files,
         Ok(None) => return not_found(),
-        Err(e) => {
-            tracing::error!("image lookup failed: {e}");
-            return actix_web::ResponseError::error_response(&super::errors::ApiError::from(e));
-        }
+        Err(e) => return super::errors::fault_response(&e),
     };
     let (mine, other) = if left {
         (left_file, right_file)

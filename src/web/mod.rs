@@ -6,6 +6,7 @@ pub mod admin_distill;
 pub mod admin_jobs;
 pub mod api;
 pub mod errors;
+pub mod extract;
 pub mod images;
 pub mod metrics;
 pub mod participant;

@@ -15,6 +15,7 @@ use crate::study::participation::{self, Comparison, Next, ParticipantToken, Prog
 use crate::study::{Choice, ExternalIds, Study, StudyError};
 
 use super::errors::{html, PageError};
+use super::extract;
 use super::state::AppState;
 
 pub const PARTICIPANT_COOKIE: &str = "axl_participant";
@@ -60,8 +61,8 @@ struct IntroPage {
 
 async fn intro(
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    query: web::Query<HashMap<String, String>>,
+    slug: extract::Path<String>,
+    query: extract::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, PageError> {
     let study = crate::db::studies::by_slug(&state.db.pool, &slug).await?;
     let ext = external_ids(&query).validated()?;
@@ -106,8 +107,8 @@ fn see_other(location: &str) -> HttpResponse {
 async fn start(
     req: HttpRequest,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<HashMap<String, String>>,
+    slug: extract::Path<String>,
+    form: extract::Form<HashMap<String, String>>,
 ) -> Result<HttpResponse, PageError> {
     if !state.participant_limiter.allow(&client_key(&req)) {
         return Err(too_many());
@@ -157,7 +158,7 @@ pub fn image_url(assignment: Uuid, left: bool) -> String {
 async fn compare(
     req: HttpRequest,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let token = token_from(&req)?;
     let (study, next) = participation::next(&state.db, &state.scheduler, &token).await?;
@@ -194,8 +195,8 @@ struct VoteForm {
 async fn submit_vote(
     req: HttpRequest,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
-    form: web::Form<VoteForm>,
+    slug: extract::Path<String>,
+    form: extract::Form<VoteForm>,
 ) -> Result<HttpResponse, PageError> {
     let token = token_from(&req)?;
     if !state.vote_limiter.allow(&token.hash()) {
@@ -249,7 +250,7 @@ struct DonePage {
 async fn done(
     req: HttpRequest,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let token = token_from(&req)?;
     let (_, next) = participation::next(&state.db, &state.scheduler, &token).await?;

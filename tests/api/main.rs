@@ -10,5 +10,6 @@ mod flow;
 mod imports;
 mod integrity;
 mod jobs_admin;
+mod robustness;
 mod scheduling;
 mod votes;
