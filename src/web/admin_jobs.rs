@@ -342,11 +342,13 @@ async fn register_model(
     form: web::Form<RegisterForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
-    // Relative folders live under the models directory that workers share.
-    let models_dir = crate::jobs::models::models_dir_from_env();
-    let folder = PathBuf::from(form.folder.trim());
-    let result =
-        crate::jobs::models::register(&state.db, &form.name, &folder, models_dir.as_deref()).await;
+    let result = match checked_folder(&state.settings, &form.folder, "model folder") {
+        Ok(folder) => {
+            let models_dir = state.settings.models_dir.as_deref();
+            crate::jobs::models::register(&state.db, &form.name, &folder, models_dir).await
+        }
+        Err(e) => Err(e),
+    };
     let (status, error, flash) = match result {
         Ok(m) => (
             StatusCode::OK,
@@ -680,4 +682,21 @@ async fn image_file(
             Err(not_found())
         }
     }
+}
+
+/// A server folder from a form, only inside the roots. A relative one stays relative (each
+/// worker finds it under its own models directory); an absolute one becomes canonical.
+pub(super) fn checked_folder(
+    settings: &crate::config::Settings,
+    raw: &str,
+    what: &str,
+) -> Result<PathBuf, JobError> {
+    let canonical = super::uploads::resolve_in_roots(settings, raw, what)
+        .map_err(|refused| JobError::Invalid(refused.0))?;
+    let raw = std::path::Path::new(raw.trim());
+    Ok(if raw.is_relative() {
+        raw.to_path_buf()
+    } else {
+        canonical
+    })
 }
