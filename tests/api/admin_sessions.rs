@@ -255,6 +255,20 @@ async fn forged_cookies_naming_an_admin_or_no_session_are_refused() {
     ] {
         assert_refused(&app, &sign(state), why).await;
     }
+    // The control: the same signing with a session id that has a live row is let in, so
+    // the refusals above are the server's checks, not a cookie it could not read.
+    use sha2::Digest;
+    sqlx::query(
+        "INSERT INTO admin_sessions (id_hash, admin_id, expires_at) \
+         VALUES ($1, $2, now() + interval '1 hour')",
+    )
+    .bind(sha2::Sha256::digest(b"known-session").to_vec())
+    .bind(admin_id)
+    .execute(&app.db.pool)
+    .await
+    .expect("session row");
+    let live = sign(serde_json::json!({ "sid": quoted("known-session".into()) }));
+    assert_eq!(with_cookie(&app, "/admin", &live).await.0, 200);
 }
 
 #[tokio::test]
