@@ -413,7 +413,11 @@ async fn researcher_imports_an_image_folder_from_the_admin_area() {
         )
         .await;
     assert_eq!(missing.status().as_u16(), 422);
-    assert!(missing.text().await.unwrap().contains("not inside the folders"));
+    assert!(missing
+        .text()
+        .await
+        .unwrap()
+        .contains("not inside the folders"));
     let empty = app.data_dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let no_manifest = app

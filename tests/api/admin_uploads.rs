@@ -267,3 +267,126 @@ async fn prompts_and_images_are_uploaded_as_files() {
     assert_eq!(app.count("SELECT count(*) FROM pairs").await, 2);
     assert_eq!(leftovers(&app), 0, "temporary files are removed");
 }
+
+/// The attack of the issue: "Compare with teacher" with `prompts_file=/etc/passwd` or the
+/// data dir's `secret.key` used to create a study whose prompts were that file's lines.
+#[tokio::test]
+async fn the_compare_forms_prompts_file_must_lie_inside_a_root() {
+    let app = TestApp::spawn().await;
+    app.login(&app.client).await;
+    let teacher = app.data_dir.path().join("teacher");
+    arenaxl::engine::presets::init_model_folder("tiny-sdxl", &teacher, 3).expect("teacher");
+    let (status, _) = app
+        .register_model("tiny-teacher", &teacher.to_string_lossy())
+        .await;
+    assert_eq!(status, 200);
+    let data = app.data_dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("dir");
+    let mut meta = String::new();
+    for i in 0..4 {
+        image::RgbImage::from_pixel(16, 16, image::Rgb([i * 50, 0, 0]))
+            .save(data.join(format!("{i}.png")))
+            .expect("png");
+        meta.push_str(&format!(
+            "{{\"file_name\": \"{i}.png\", \"text\": \"s{i}\"}}\n"
+        ));
+    }
+    std::fs::write(data.join("metadata.jsonl"), meta).expect("metadata");
+    let (_, html) = app.page("/admin/distill").await;
+    let csrf = csrf_of(&html);
+    let data = data.to_string_lossy().to_string();
+    let resp = app
+        .post_form(
+            "/admin/distill",
+            &[
+                ("csrf", csrf.as_str()),
+                ("teacher", "tiny-teacher"),
+                ("student", "tiny-vega"),
+                ("plan", "vega"),
+                ("data", data.as_str()),
+                ("steps", "2"),
+                ("batch_size", "1"),
+                ("grad_accum", "1"),
+                ("lr", "0.0001"),
+                ("weight_decay", "0"),
+                ("warmup", "0"),
+                ("max_grad_norm", "1"),
+                ("lambda_task", "1"),
+                ("lambda_out", "0.5"),
+                ("lambda_feat", "0.5"),
+                ("resolution", "64"),
+                ("held_out", "1"),
+                ("eval_every", "1"),
+                ("checkpoint_every", "1"),
+                ("seed", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 303, "{:?}", resp.text().await);
+    let compare = resp.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_string()
+        + "/compare";
+    let secret = std::fs::read_to_string(app.data_dir.path().join("secret.key")).expect("key");
+    let inside = app.data_dir.path().join("prompts.txt");
+    std::fs::write(&inside, "a red apple\n").expect("prompts");
+    let key = app.data_dir.path().join("secret.key");
+    for path in [
+        "/etc/passwd",
+        &key.to_string_lossy(),
+        &format!("{}/../../etc/passwd", app.data_dir.path().display()),
+    ] {
+        let resp = app
+            .post_form(
+                &compare,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("title", "t"),
+                    ("slug", "stolen"),
+                    ("prompts_file", path),
+                    ("max_prompts", "0"),
+                    ("seeds", "1"),
+                    ("steps", "2"),
+                    ("guidance", "3"),
+                    ("width", "64"),
+                    ("height", "64"),
+                    ("dtype", "f32"),
+                    ("batch", "1"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 422, "{path}");
+        let body = resp.text().await.expect("body");
+        assert!(body.contains("not inside the folders"), "{path}: {body}");
+        assert!(
+            !body.contains("root:x:0:0") && !body.contains(secret.trim()),
+            "{path}"
+        );
+    }
+    assert_eq!(app.count("SELECT count(*) FROM studies").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM prompts").await, 0);
+    // A prompts file inside the root gets past the path check (and stops at the unfinished
+    // job instead).
+    let resp = app
+        .post_form(
+            &compare,
+            &[
+                ("csrf", csrf.as_str()),
+                ("title", "t"),
+                ("slug", "fine"),
+                ("prompts_file", &inside.to_string_lossy()),
+                ("max_prompts", "0"),
+                ("seeds", "1"),
+                ("steps", "2"),
+                ("guidance", "3"),
+                ("width", "64"),
+                ("height", "64"),
+                ("dtype", "f32"),
+                ("batch", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 422);
+    assert!(resp.text().await.expect("body").contains("not finished"));
+}
