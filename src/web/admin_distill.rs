@@ -24,7 +24,8 @@ use crate::study::prompts::{parse_prompts, PromptFormat};
 use crate::study::{StudyForm, StudySettings};
 
 use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
-use super::admin_jobs::{checked_folder, job_page_with, parse_id};
+use super::admin_jobs::{job_page_with, parse_id};
+use super::admin_models::checked_folder;
 use super::errors::{html, html_with_status};
 use super::state::AppState;
 use super::uploads::resolve_in_roots;
