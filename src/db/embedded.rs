@@ -59,7 +59,7 @@ impl EmbeddedPostgres {
     /// time) and starts one in `data_dir/postgres`, owned by this process.
     pub async fn start(data_dir: &Path) -> Result<EmbeddedPostgres, EmbeddedError> {
         let record_path = absolute(&data_dir.join(RECORD_FILE))?;
-        if let Some(joined) = Self::join(&record_path).await {
+        if let Some(joined) = Self::join(data_dir, &record_path).await {
             return Ok(joined);
         }
         match Self::start_owned(data_dir, &record_path).await {
@@ -67,7 +67,7 @@ impl EmbeddedPostgres {
             Err(err) => {
                 // Another command may have started it at the same moment: join that one.
                 for _ in 0..20 {
-                    if let Some(joined) = Self::join(&record_path).await {
+                    if let Some(joined) = Self::join(data_dir, &record_path).await {
                         return Ok(joined);
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
@@ -77,14 +77,16 @@ impl EmbeddedPostgres {
         }
     }
 
-    /// The running cluster named by the record, if it answers.
-    async fn join(record_path: &Path) -> Option<EmbeddedPostgres> {
+    /// The running cluster named by the record, if it answers. When the process that started
+    /// it is gone (killed without stopping it), this one adopts it: it rewrites the record and
+    /// stops the cluster on exit, so a cluster never outlives every process using it.
+    async fn join(data_dir: &Path, record_path: &Path) -> Option<EmbeddedPostgres> {
         let text = std::fs::read_to_string(record_path).ok()?;
         let rec: Record = serde_json::from_str(&text).ok()?;
         let this = EmbeddedPostgres {
             bin_dir: PathBuf::new(),
             pgdata: PathBuf::new(),
-            socket_dir: rec.socket_dir,
+            socket_dir: rec.socket_dir.clone(),
             port: rec.port,
             run_as: None,
             record: None,
@@ -92,6 +94,20 @@ impl EmbeddedPostgres {
         let conn =
             tokio::time::timeout(std::time::Duration::from_secs(5), this.options().connect()).await;
         match conn {
+            Ok(Ok(_)) if !Path::new(&format!("/proc/{}", rec.pid)).exists() => {
+                let mut this = this;
+                this.bin_dir = find_bin_dir()?;
+                this.pgdata = absolute(&data_dir.join("postgres")).ok()?;
+                this.run_as = running_as_root().then(|| "postgres".to_string());
+                let adopted = Record {
+                    pid: std::process::id(),
+                    ..rec
+                };
+                std::fs::write(record_path, serde_json::to_string_pretty(&adopted).ok()?).ok()?;
+                this.record = Some(record_path.to_path_buf());
+                tracing::info!("adopted the embedded Postgres of a process that is gone");
+                Some(this)
+            }
             Ok(Ok(_)) => {
                 tracing::info!(
                     "joined the embedded Postgres started by process {} ({})",
