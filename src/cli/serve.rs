@@ -1,12 +1,14 @@
 //! `arenaxl serve` and `arenaxl migrate`, and the database connection every command that
 //! needs one shares: `DATABASE_URL` when set, else an embedded cluster in the data directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use std::collections::HashMap;
 
 use anyhow::Context;
 use clap::Args;
 
-use crate::config::Settings;
+use crate::config::{Layer, Settings};
 use crate::db::embedded::EmbeddedPostgres;
 use crate::db::{options_from_url, Db};
 use crate::startup::Application;
@@ -18,19 +20,60 @@ pub struct DbArgs {
     pub data_dir: PathBuf,
 }
 
+/// `serve`'s flags: the last layer of the settings (defaults < `--config` TOML <
+/// `ARENAXL_*` environment < these). See the README's settings table.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub bind: String,
-    #[command(flatten)]
-    pub db: DbArgs,
+    /// A TOML file of settings (keys as in the README's settings table).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Where images, the cookie secret and (without DATABASE_URL) the embedded database live
+    /// [default: data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Where relative model folders live; an import root for the admin area.
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// A server folder the admin area may read (model folders, datasets, prompt files); repeat.
+    #[arg(long = "import-root")]
+    pub import_roots: Vec<PathBuf>,
+    /// A reverse proxy whose X-Forwarded-For / Forwarded headers are believed (CIDR); repeat.
+    #[arg(long = "trusted-proxy")]
+    pub trusted_proxies: Vec<String>,
+    /// Mark cookies Secure and send HSTS (serving behind HTTPS).
+    #[arg(long)]
+    pub cookie_secure: bool,
+    /// Serve /metrics (without a token) on this separate address only.
+    #[arg(long)]
+    pub metrics_bind: Option<String>,
     /// Also run a job worker in this process (single-machine use; generate and distill jobs).
     #[arg(long)]
     pub worker: bool,
     /// Device of the in-process worker (cpu or cuda:N).
     #[arg(long, default_value = "cpu", requires = "worker")]
     pub worker_device: String,
+}
+
+fn some_vec<T: Clone>(v: &[T]) -> Option<Vec<T>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+impl ServeArgs {
+    fn layer(&self) -> Layer {
+        Layer {
+            bind: self.bind.clone(),
+            data_dir: self.data_dir.clone(),
+            models_dir: self.models_dir.clone(),
+            import_roots: some_vec(&self.import_roots),
+            trusted_proxies: some_vec(&self.trusted_proxies),
+            cookie_secure: self.cookie_secure.then_some(true),
+            metrics_bind: self.metrics_bind.clone(),
+            ..Layer::default()
+        }
+    }
 }
 
 /// An open database, and the embedded cluster behind it if one was started (stopped on drop).
@@ -41,16 +84,30 @@ pub struct Database {
 
 /// Connects (starting the embedded cluster when there is no `DATABASE_URL`) and migrates.
 pub async fn open_database(args: &DbArgs) -> anyhow::Result<Database> {
+    // The operator's one-shot commands take the URL from the environment at start.
+    let url = std::env::var("DATABASE_URL").ok();
+    open_database_at(url.as_deref(), &args.data_dir).await
+}
+
+/// Connects to `url`, or without one to the data dir's embedded cluster (joining a running
+/// one, else starting it), and migrates.
+pub async fn open_database_at(url: Option<&str>, data_dir: &Path) -> anyhow::Result<Database> {
+    let args = DbArgs {
+        data_dir: data_dir.to_path_buf(),
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
-    let (options, embedded) = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => (options_from_url(url.trim())?, None),
+    let (options, embedded) = match url {
+        Some(url) if !url.trim().is_empty() => (options_from_url(url.trim())?, None),
         _ => {
             let pg = EmbeddedPostgres::start(&args.data_dir).await?;
-            tracing::info!(
-                "started embedded Postgres under {}",
-                args.data_dir.join("postgres").display()
-            );
+            if pg.owned() {
+                tracing::info!(
+                    "started embedded Postgres under {}: {}",
+                    args.data_dir.join("postgres").display(),
+                    pg.url()
+                );
+            }
             (pg.options(), Some(pg))
         }
     };
@@ -62,13 +119,20 @@ pub async fn open_database(args: &DbArgs) -> anyhow::Result<Database> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let database = open_database(&args.db).await?;
-    let settings = Settings::new(args.bind, args.db.data_dir.clone())?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = Settings::load(args.config.as_deref(), &env, args.layer())?;
+    tracing::debug!(?settings, "settings");
+    let database = open_database_at(settings.database_url.as_deref(), &settings.data_dir).await?;
+    let db_args = DbArgs {
+        data_dir: settings.data_dir.clone(),
+    };
+    let models_dir = settings.models_dir.clone();
     let store = crate::study::images::ImageStore::new(settings.image_dir());
     let app = Application::build(settings, database.db.clone())?;
     let worker = if args.worker {
-        let mut wargs = super::worker::WorkerArgs::in_process(args.db.clone());
+        let mut wargs = super::worker::WorkerArgs::in_process(db_args);
         wargs.device = args.worker_device.clone();
+        wargs.models_dir = models_dir;
         // One machine does everything: images and distillations.
         wargs.kinds = vec!["generate".into(), "distill".into()];
         let worker = wargs.build(database.db.clone(), store)?;
@@ -80,9 +144,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    if let Some(pg) = &database.embedded {
+        // Other tools (psql, a second arenaxl) reach the same cluster with this URL.
+        println!("Embedded Postgres: {}", pg.url());
+    }
+    if let Some(addr) = app.metrics_addr() {
+        println!("Metrics: http://{addr}/metrics");
+    }
     println!(
-        "ArenaXL listening on http://127.0.0.1:{}/ (admin area: /admin{})",
-        app.port(),
+        "ArenaXL listening on http://{}/ (admin area: /admin{})",
+        app.local_addr(),
         if args.worker {
             ", with an in-process worker"
         } else {

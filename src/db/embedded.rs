@@ -1,6 +1,11 @@
 //! A private Postgres cluster under the data directory, for single-machine use without a
 //! `DATABASE_URL`. It uses the server binaries found on PATH or under
-//! /usr/lib/postgresql/*/bin, listens only on a Unix socket, and is stopped on exit.
+//! /usr/lib/postgresql/*/bin and listens only on a Unix socket.
+//!
+//! The process that starts the cluster records it (socket dir, port, its pid) in
+//! `DATA_DIR/embedded-postgres.json`; a later command on the same data dir connects to that
+//! cluster instead of starting another, and only the process that started a cluster ever
+//! stops it (on exit), removing the record.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,11 +39,91 @@ pub struct EmbeddedPostgres {
     socket_dir: PathBuf,
     port: u16,
     run_as: Option<String>,
+    /// Set once this process has started the cluster: only then does drop stop it.
+    record: Option<PathBuf>,
 }
 
+/// What the starting process writes to `embedded-postgres.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    socket_dir: PathBuf,
+    port: u16,
+    pid: u32,
+    url: String,
+}
+
+const RECORD_FILE: &str = "embedded-postgres.json";
+
 impl EmbeddedPostgres {
-    /// Initialises (first time) and starts the cluster in `data_dir/postgres`.
+    /// Connects to the cluster another process runs on `data_dir`, or else initialises (first
+    /// time) and starts one in `data_dir/postgres`, owned by this process.
     pub async fn start(data_dir: &Path) -> Result<EmbeddedPostgres, EmbeddedError> {
+        let record_path = absolute(&data_dir.join(RECORD_FILE))?;
+        if let Some(joined) = Self::join(data_dir, &record_path).await {
+            return Ok(joined);
+        }
+        match Self::start_owned(data_dir, &record_path).await {
+            Ok(pg) => Ok(pg),
+            Err(err) => {
+                // Another command may have started it at the same moment: join that one.
+                for _ in 0..20 {
+                    if let Some(joined) = Self::join(data_dir, &record_path).await {
+                        return Ok(joined);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// The running cluster named by the record, if it answers. When the process that started
+    /// it is gone (killed without stopping it), this one adopts it: it rewrites the record and
+    /// stops the cluster on exit, so a cluster never outlives every process using it.
+    async fn join(data_dir: &Path, record_path: &Path) -> Option<EmbeddedPostgres> {
+        let text = std::fs::read_to_string(record_path).ok()?;
+        let rec: Record = serde_json::from_str(&text).ok()?;
+        let this = EmbeddedPostgres {
+            bin_dir: PathBuf::new(),
+            pgdata: PathBuf::new(),
+            socket_dir: rec.socket_dir.clone(),
+            port: rec.port,
+            run_as: None,
+            record: None,
+        };
+        let conn =
+            tokio::time::timeout(std::time::Duration::from_secs(5), this.options().connect()).await;
+        match conn {
+            Ok(Ok(_)) if !Path::new(&format!("/proc/{}", rec.pid)).exists() => {
+                let mut this = this;
+                this.bin_dir = find_bin_dir()?;
+                this.pgdata = absolute(&data_dir.join("postgres")).ok()?;
+                this.run_as = running_as_root().then(|| "postgres".to_string());
+                let adopted = Record {
+                    pid: std::process::id(),
+                    ..rec
+                };
+                std::fs::write(record_path, serde_json::to_string_pretty(&adopted).ok()?).ok()?;
+                this.record = Some(record_path.to_path_buf());
+                tracing::info!("adopted the embedded Postgres of a process that is gone");
+                Some(this)
+            }
+            Ok(Ok(_)) => {
+                tracing::info!(
+                    "joined the embedded Postgres started by process {} ({})",
+                    rec.pid,
+                    rec.url
+                );
+                Some(this)
+            }
+            _ => None,
+        }
+    }
+
+    async fn start_owned(
+        data_dir: &Path,
+        record_path: &Path,
+    ) -> Result<EmbeddedPostgres, EmbeddedError> {
         let bin_dir = find_bin_dir().ok_or(EmbeddedError::NoBinaries)?;
         let pgdata = absolute(&data_dir.join("postgres"))?;
         // Postgres refuses to run as root: hand the cluster to the `postgres` account then.
@@ -63,12 +148,13 @@ impl EmbeddedPostgres {
             }
         }
         let port = free_port();
-        let this = EmbeddedPostgres {
+        let mut this = EmbeddedPostgres {
             bin_dir,
             pgdata,
             socket_dir,
             port,
             run_as,
+            record: None,
         };
         if !this.pgdata.join("PG_VERSION").exists() {
             this.pg(
@@ -103,6 +189,19 @@ impl EmbeddedPostgres {
                 "start",
             ],
         )?;
+        // From here on the cluster is ours: stop it on drop (also if the rest fails).
+        this.record = Some(record_path.to_path_buf());
+        let rec = Record {
+            socket_dir: this.socket_dir.clone(),
+            port: this.port,
+            pid: std::process::id(),
+            url: this.url(),
+        };
+        let json = serde_json::to_string_pretty(&rec).unwrap_or_default();
+        std::fs::write(record_path, json).map_err(|source| EmbeddedError::Io {
+            path: record_path.to_path_buf(),
+            source,
+        })?;
         let mut conn = this.admin_options().connect().await?;
         let exists: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = 'arenaxl'")
@@ -127,8 +226,27 @@ impl EmbeddedPostgres {
         self.admin_options().database("arenaxl")
     }
 
-    /// Stops the cluster (fast shutdown: open sessions are rolled back, data is kept).
+    /// A URL for `psql` and other tools: the Unix socket and port of the cluster.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres@/arenaxl?host={}&port={}",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+
+    /// Whether this process started the cluster (and so stops it on drop).
+    pub fn owned(&self) -> bool {
+        self.record.is_some()
+    }
+
+    /// Stops the cluster (fast shutdown: open sessions are rolled back, data is kept), if
+    /// this process started it; a joined cluster is left running.
     pub fn stop(&self) -> Result<(), EmbeddedError> {
+        let Some(record) = &self.record else {
+            return Ok(());
+        };
+        let _ = std::fs::remove_file(record);
         self.pg(
             "pg_ctl",
             &["-D", path_str(&self.pgdata), "-m", "fast", "-w", "stop"],

@@ -1,31 +1,23 @@
-//! The researcher/admin area: login (argon2), signed HttpOnly SameSite session cookies,
-//! a CSRF token on every form, studies, prompt import, dashboard and votes download.
+//! The researcher/admin area: studies, prompt and image imports, dashboard, reports and
+//! downloads. Who may enter (sessions, CSRF) is `admin_auth`.
 
-use std::future::{ready, Ready};
-
-use actix_session::{Session, SessionExt};
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpResponse};
 use askama::Template;
-use base64::Engine;
-use rand::RngCore;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::db::studies;
 use crate::study::dashboard::{self, Dashboard};
 use crate::study::prompts::{import_prompts, parse_prompts, PromptFormat};
-use crate::study::{admins, Study, StudyError, StudyForm, StudySettings, StudyStatus};
+use crate::study::{Study, StudyError, StudyForm, StudySettings, StudyStatus};
 
-use super::errors::{html, html_with_status, PageError};
+use super::errors::{html, html_with_status};
 use super::extract;
-use super::participant::client_key;
 use super::state::AppState;
+use super::uploads::resolve_in_roots;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/login", web::get().to(login_page))
-        .route("/admin/login", web::post().to(login))
-        .route("/admin/logout", web::post().to(logout))
+    cfg.configure(super::admin_auth::routes)
         .route("/admin", web::get().to(studies_page))
         .route("/admin/studies/new", web::get().to(new_study_page))
         .route("/admin/studies/new", web::post().to(create_study))
@@ -43,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/admin/studies/{slug}/images",
             web::post().to(import_images_form),
         )
+        .configure(super::admin_uploads::routes)
         .route("/admin/studies/{slug}/votes.csv", web::get().to(votes_csv))
         .route(
             "/admin/studies/{slug}/participants.csv",
@@ -59,185 +52,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-const ADMIN_KEY: &str = "admin_id";
-const CSRF_KEY: &str = "csrf";
-
-/// The session's CSRF token, created on first use.
-pub fn csrf_token(session: &Session) -> String {
-    if let Ok(Some(token)) = session.get::<String>(CSRF_KEY) {
-        return token;
-    }
-    let mut bytes = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let _ = session.insert(CSRF_KEY, &token);
-    token
-}
-
-pub(crate) fn check_csrf(session: &Session, provided: &str) -> Result<(), AdminError> {
-    let expected = session
-        .get::<String>(CSRF_KEY)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let same = !expected.is_empty()
-        && expected.len() == provided.len()
-        && expected
-            .bytes()
-            .zip(provided.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(AdminError::Csrf)
-    }
-}
-
-/// Errors of the admin area: not logged in (sent to the login page), a missing or wrong
-/// CSRF token (403), or a page error.
-#[derive(Debug)]
-pub enum AdminError {
-    LoginRequired,
-    Csrf,
-    Page(PageError),
-}
-
-impl std::fmt::Display for AdminError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AdminError::LoginRequired => f.write_str("login required"),
-            AdminError::Csrf => f.write_str("invalid CSRF token"),
-            AdminError::Page(p) => p.fmt(f),
-        }
-    }
-}
-
-impl ResponseError for AdminError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            AdminError::LoginRequired => StatusCode::SEE_OTHER,
-            AdminError::Csrf => StatusCode::FORBIDDEN,
-            AdminError::Page(p) => p.status,
-        }
-    }
-    fn error_response(&self) -> HttpResponse {
-        match self {
-            AdminError::LoginRequired => HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/admin/login"))
-                .finish(),
-            AdminError::Csrf => super::errors::message_page(
-                StatusCode::FORBIDDEN,
-                "Form expired",
-                "This form was not sent from this session (missing or wrong CSRF token). Reload the page and try again.",
-            ),
-            AdminError::Page(p) => p.error_response(),
-        }
-    }
-}
-
-impl From<StudyError> for AdminError {
-    fn from(e: StudyError) -> Self {
-        AdminError::Page(e.into())
-    }
-}
-
-impl From<PageError> for AdminError {
-    fn from(e: PageError) -> Self {
-        AdminError::Page(e)
-    }
-}
-
-/// A logged-in researcher.
-pub struct Admin {
-    pub id: Uuid,
-    pub session: Session,
-}
-
-impl FromRequest for Admin {
-    type Error = AdminError;
-    type Future = Ready<Result<Self, AdminError>>;
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let session = req.get_session();
-        ready(match session.get::<Uuid>(ADMIN_KEY) {
-            Ok(Some(id)) => Ok(Admin { id, session }),
-            _ => Err(AdminError::LoginRequired),
-        })
-    }
-}
-
-pub(crate) fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
-}
-
-#[derive(Template)]
-#[template(path = "admin/login.html")]
-struct LoginPage {
-    csrf: String,
-    error: Option<String>,
-}
-
-async fn login_page(session: Session) -> Result<HttpResponse, AdminError> {
-    Ok(html(LoginPage {
-        csrf: csrf_token(&session),
-        error: None,
-    })?)
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    email: String,
-    password: String,
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn login(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    session: Session,
-    form: extract::Form<LoginForm>,
-) -> Result<HttpResponse, AdminError> {
-    check_csrf(&session, &form.csrf)?;
-    if !state.login_limiter.allow(&client_key(&req)) {
-        return Err(PageError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Slow down",
-            "Too many login attempts. Wait a minute.",
-        )
-        .into());
-    }
-    match admins::verify(&state.db, &form.email, &form.password).await? {
-        Some(id) => {
-            // A fresh session id on login defeats session fixation.
-            session.renew();
-            session.remove(CSRF_KEY);
-            let _ = session.insert(ADMIN_KEY, id);
-            Ok(see_other("/admin"))
-        }
-        None => {
-            let page = LoginPage {
-                csrf: csrf_token(&session),
-                error: Some("Wrong e-mail or password.".into()),
-            };
-            Ok(html_with_status(StatusCode::UNAUTHORIZED, page)?)
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
-async fn logout(admin: Admin, form: extract::Form<CsrfForm>) -> Result<HttpResponse, AdminError> {
-    check_csrf(&admin.session, &form.csrf)?;
-    admin.session.purge();
-    Ok(see_other("/admin/login"))
-}
+pub(crate) use super::admin_auth::{check_csrf, see_other};
+pub use super::admin_auth::{csrf_token, Admin, AdminError};
 
 #[derive(Template)]
 #[template(path = "admin/studies.html")]
@@ -576,11 +392,11 @@ async fn dashboard_page(
 
 #[derive(Template)]
 #[template(path = "admin/prompts.html")]
-struct PromptsPage {
-    csrf: String,
-    study: Study,
-    error: Option<String>,
-    flash: Option<String>,
+pub(super) struct PromptsPage {
+    pub csrf: String,
+    pub study: Study,
+    pub error: Option<String>,
+    pub flash: Option<String>,
 }
 
 async fn prompts_page(
@@ -654,7 +470,7 @@ async fn votes_csv(
 async fn participants_csv(
     _admin: Admin,
     state: web::Data<AppState>,
-    slug: web::Path<String>,
+    slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let body = crate::study::export::participants_csv(&state.db, &study).await?;
@@ -751,11 +567,11 @@ async fn report_json(
 
 #[derive(Template)]
 #[template(path = "admin/images.html")]
-struct ImagesPage {
-    csrf: String,
-    study: Study,
-    error: Option<String>,
-    flash: Option<String>,
+pub(super) struct ImagesPage {
+    pub csrf: String,
+    pub study: Study,
+    pub error: Option<String>,
+    pub flash: Option<String>,
 }
 
 async fn images_page(
@@ -780,7 +596,7 @@ struct ImagesForm {
 }
 
 /// Imports a manifest folder that is already on the server (where generation workers or a
-/// researcher's copy put it), exactly like `arenaxl images import`.
+/// researcher's copy put it), like `arenaxl images import` but only inside the roots.
 async fn import_images_form(
     admin: Admin,
     state: web::Data<AppState>,
@@ -789,8 +605,10 @@ async fn import_images_form(
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let study = studies::by_slug(&state.db.pool, &slug).await?;
-    let dir = std::path::PathBuf::from(form.dir.trim());
-    let result = crate::study::images::import_dir(&state.db, &study, &dir, &state.store).await;
+    let result = match resolve_in_roots(&state.settings, &form.dir, "image folder") {
+        Ok(dir) => crate::study::images::import_dir(&state.db, &study, &dir, &state.store).await,
+        Err(refused) => Err(StudyError::Import(refused.0)),
+    };
     let (status, error, flash) = import_outcome(result.map(|c| {
         format!(
             "Imported {} new images ({} were already there); the study has {} candidate pairs.",
@@ -808,7 +626,7 @@ async fn import_images_form(
 
 /// What an import form shows next: the summary (200), or what was wrong with the input (422,
 /// the form again with the message). Faults that are not the input's become error pages.
-fn import_outcome(
+pub(super) fn import_outcome(
     result: Result<String, StudyError>,
 ) -> Result<(StatusCode, Option<String>, Option<String>), AdminError> {
     match result {

@@ -25,9 +25,11 @@ use crate::study::{StudyForm, StudySettings};
 
 use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
 use super::admin_jobs::{job_page_with, parse_id};
+use super::admin_models::checked_folder;
 use super::errors::{html, html_with_status};
 use super::extract;
 use super::state::AppState;
+use super::uploads::resolve_in_roots;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/distill", web::get().to(distill_page))
@@ -269,9 +271,11 @@ async fn start(
 ) -> Result<HttpResponse, AdminError> {
     let fields: Fields = form.into_inner().into_iter().collect();
     check_csrf(&admin.session, field(&fields, "csrf"))?;
-    let models_dir = crate::jobs::models::models_dir_from_env();
+    let models_dir = state.settings.models_dir.clone();
     let result = async {
-        let payload = parse_start(&fields)?;
+        let mut payload = parse_start(&fields)?;
+        let data = checked_folder(&state.settings, &payload.data, "dataset folder")?;
+        payload.data = data.to_string_lossy().into_owned();
         let mut tx = state.db.pool.begin().await?;
         let (id, _) =
             enqueue_distillation(&mut tx, &state.db, &payload, models_dir.as_deref()).await?;
@@ -435,15 +439,20 @@ fn list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// The prompts of the compare form: pasted lines, or a prompts file on the server
-/// (PartiPrompts TSV, CSV or text), then filtered by category and sampled.
-async fn compare_prompts(f: &Fields) -> Result<Vec<crate::study::prompts::NewPrompt>, JobError> {
+/// The prompts of the compare form: pasted lines, or a prompts file on the server inside
+/// the import roots (PartiPrompts TSV, CSV or text), then filtered by category and sampled.
+async fn compare_prompts(
+    settings: &crate::config::Settings,
+    f: &Fields,
+) -> Result<Vec<crate::study::prompts::NewPrompt>, JobError> {
     let text = f.get("prompts_text").map(String::as_str).unwrap_or("");
     let file = field(f, "prompts_file");
     let prompts = match (text.trim().is_empty(), file.is_empty()) {
         (false, true) => parse_prompts("pasted prompts", text, PromptFormat::Text)?,
         (true, false) => {
-            let content = tokio::fs::read_to_string(file)
+            let path = resolve_in_roots(settings, file, "prompts file")
+                .map_err(|refused| JobError::Invalid(refused.0))?;
+            let content = tokio::fs::read_to_string(&path)
                 .await
                 .map_err(|e| JobError::Invalid(format!("prompts file {file}: {e}")))?;
             parse_prompts(file, &content, PromptFormat::detect(file, &content))?
@@ -466,7 +475,10 @@ async fn compare_prompts(f: &Fields) -> Result<Vec<crate::study::prompts::NewPro
     )
 }
 
-async fn parse_compare(f: &Fields) -> Result<CompareRequest, JobError> {
+async fn parse_compare(
+    settings: &crate::config::Settings,
+    f: &Fields,
+) -> Result<CompareRequest, JobError> {
     let study = StudySettings::try_from(StudyForm {
         slug: field(f, "slug").to_string(),
         title: field(f, "title").to_string(),
@@ -476,7 +488,7 @@ async fn parse_compare(f: &Fields) -> Result<CompareRequest, JobError> {
     })?;
     Ok(CompareRequest {
         study,
-        prompts: compare_prompts(f).await?,
+        prompts: compare_prompts(settings, f).await?,
         seeds: number(f, "seeds", "seeds per prompt")?,
         sampling: Sampling {
             steps: number(f, "steps", "steps")?,
@@ -502,7 +514,7 @@ async fn compare(
     let id = parse_id(&id)?;
     let job = q::get(&state.db.pool, id).await?;
     let result = async {
-        let req = parse_compare(&fields).await?;
+        let req = parse_compare(&state.settings, &fields).await?;
         compare_with_teacher(&state.db, id, &req).await
     }
     .await;

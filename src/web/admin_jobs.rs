@@ -1,9 +1,8 @@
-//! Admin pages of image generation: registered models, the "Generate images" form of a
-//! study (which enqueues jobs in the request's transaction), the jobs list with live
-//! progress, a job's log with cancel and retry, the workers, and an unblinded gallery.
+//! Admin pages of image generation: the "Generate images" form of a study (which enqueues
+//! jobs in the request's transaction), the jobs list with live progress, a job's log with
+//! cancel and retry, and an unblinded gallery. Models and workers are `admin_models`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -24,13 +23,11 @@ use super::extract;
 use super::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/models", web::get().to(models_page))
-        .route("/admin/models", web::post().to(register_model))
+    cfg.configure(super::admin_models::routes)
         .route("/admin/jobs", web::get().to(jobs_page))
         .route("/admin/jobs/{id}", web::get().to(job_page))
         .route("/admin/jobs/{id}/cancel", web::post().to(cancel_job))
         .route("/admin/jobs/{id}/retry", web::post().to(retry_job))
-        .route("/admin/workers", web::get().to(workers_page))
         .route(
             "/admin/studies/{slug}/generate",
             web::get().to(generate_page),
@@ -252,127 +249,6 @@ async fn checked_job(
     let id = parse_id(raw)?;
     q::get(&state.db.pool, id).await?;
     Ok(id)
-}
-
-struct WorkerView {
-    id: String,
-    host: String,
-    device: String,
-    kinds: String,
-    status: String,
-    current_job: String,
-    last_heartbeat: String,
-    seconds_ago: i64,
-}
-
-#[derive(Template)]
-#[template(path = "admin/workers.html")]
-struct WorkersPage {
-    csrf: String,
-    workers: Vec<WorkerView>,
-}
-
-async fn workers_page(
-    admin: Admin,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, AdminError> {
-    let now = chrono::Utc::now();
-    let workers = q::workers(&state.db.pool)
-        .await?
-        .into_iter()
-        .map(|w| {
-            let seconds_ago = (now - w.last_heartbeat).num_seconds().max(0);
-            // A worker that stopped without saying so (killed, machine gone) goes quiet.
-            let status = if w.status != "stopped" && seconds_ago > 90 {
-                format!("not responding (was {})", w.status)
-            } else {
-                w.status
-            };
-            WorkerView {
-                seconds_ago,
-                id: w.id,
-                host: w.host,
-                device: w.device,
-                kinds: w.kinds.join(", "),
-                status,
-                current_job: w.current_job.map(|j| j.to_string()).unwrap_or_default(),
-                last_heartbeat: w.last_heartbeat.format("%Y-%m-%d %H:%M:%S").to_string(),
-            }
-        })
-        .collect();
-    Ok(html(WorkersPage {
-        csrf: csrf_token(&admin.session),
-        workers,
-    })?)
-}
-
-#[derive(Template)]
-#[template(path = "admin/models.html")]
-struct ModelsPage {
-    csrf: String,
-    models: Vec<ModelRow>,
-    error: Option<String>,
-    flash: Option<String>,
-    name: String,
-    folder: String,
-}
-
-async fn models_page(admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
-    Ok(html(ModelsPage {
-        csrf: csrf_token(&admin.session),
-        models: generation::registered(&state.db.pool).await?,
-        error: None,
-        flash: None,
-        name: String::new(),
-        folder: String::new(),
-    })?)
-}
-
-#[derive(Deserialize)]
-struct RegisterForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    folder: String,
-}
-
-async fn register_model(
-    admin: Admin,
-    state: web::Data<AppState>,
-    form: extract::Form<RegisterForm>,
-) -> Result<HttpResponse, AdminError> {
-    check_csrf(&admin.session, &form.csrf)?;
-    // Relative folders live under the models directory that workers share.
-    let models_dir = crate::jobs::models::models_dir_from_env();
-    let folder = PathBuf::from(form.folder.trim());
-    let result =
-        crate::jobs::models::register(&state.db, &form.name, &folder, models_dir.as_deref()).await;
-    let (status, error, flash) = match result {
-        Ok(m) => (
-            StatusCode::OK,
-            None,
-            Some(format!(
-                "Registered '{}' ({}).",
-                m.name,
-                m.folder.unwrap_or_default()
-            )),
-        ),
-        Err(e @ (JobError::Invalid(_) | JobError::Engine(_) | JobError::Io(_))) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None)
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let page = ModelsPage {
-        csrf: csrf_token(&admin.session),
-        models: generation::registered(&state.db.pool).await?,
-        error,
-        flash,
-        name: form.name.clone(),
-        folder: form.folder.clone(),
-    };
-    Ok(html_with_status(status, page)?)
 }
 
 #[derive(Template)]

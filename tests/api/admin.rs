@@ -424,7 +424,21 @@ async fn researcher_imports_an_image_folder_from_the_admin_area() {
         )
         .await;
     assert_eq!(missing.status().as_u16(), 422);
-    assert!(missing.text().await.unwrap().contains("manifest.jsonl"));
+    assert!(missing
+        .text()
+        .await
+        .unwrap()
+        .contains("not inside the folders"));
+    let empty = app.data_dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let no_manifest = app
+        .post_form(
+            "/admin/studies/imgs/images",
+            &[("csrf", csrf.as_str()), ("dir", &empty.to_string_lossy())],
+        )
+        .await;
+    assert_eq!(no_manifest.status().as_u16(), 422);
+    assert!(no_manifest.text().await.unwrap().contains("manifest.jsonl"));
     let ok = app
         .post_form(
             "/admin/studies/imgs/images",

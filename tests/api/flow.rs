@@ -29,6 +29,7 @@ async fn health_metrics_and_openapi_are_served() {
     let metrics = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth(crate::common::METRICS_TOKEN)
         .send()
         .await
         .unwrap()
@@ -92,6 +93,7 @@ async fn api_participant_votes_until_done_and_gets_the_completion_code() {
     let metrics = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth(crate::common::METRICS_TOKEN)
         .send()
         .await
         .unwrap()

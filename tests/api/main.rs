@@ -4,8 +4,12 @@
 mod common;
 
 mod admin;
+mod admin_sessions;
+mod admin_uploads;
 mod blindness;
+mod deployment;
 mod distill_admin;
+mod embedded;
 mod flow;
 mod imports;
 mod integrity;

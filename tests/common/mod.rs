@@ -26,6 +26,8 @@ pub fn server_url() -> String {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// `host:port` of the separate metrics listener, when `metrics_bind` is set.
+    pub metrics_address: Option<String>,
     pub db: Db,
     pub store: ImageStore,
     pub data_dir: tempfile::TempDir,
@@ -38,6 +40,8 @@ pub struct TestApp {
 
 pub const ADMIN_EMAIL: &str = "researcher@example.org";
 pub const ADMIN_PASSWORD: &str = "correct horse battery";
+/// The bearer token test apps require on `/metrics`.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
@@ -45,6 +49,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(limits: RateLimits) -> TestApp {
+        Self::spawn_configured(|s| s.rate_limits = limits).await
+    }
+
+    /// An app whose settings `configure` adjusts after the test defaults (unlimited rates,
+    /// the data dir as the one import root, `METRICS_TOKEN`) are set.
+    pub async fn spawn_configured(configure: impl FnOnce(&mut Settings)) -> TestApp {
         init_logs();
         let admin_options: PgConnectOptions = server_url().parse().expect("test database URL");
         let db_name = format!("arenaxl_test_{}", Uuid::new_v4().simple());
@@ -57,11 +67,16 @@ impl TestApp {
         database.migrate().await.expect("migrations");
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::new("127.0.0.1:0", data_dir.path()).expect("settings");
-        settings.rate_limits = limits;
+        settings.rate_limits = RateLimits::unlimited();
         settings.handle_signals = false;
+        // Tests write model folders and datasets into the data dir: let the forms read there.
+        settings.import_roots = vec![data_dir.path().to_path_buf()];
+        settings.metrics_token = Some(METRICS_TOKEN.to_string());
+        configure(&mut settings);
         let store = ImageStore::new(settings.image_dir());
         let app = Application::build(settings, database.clone()).expect("build app");
         let port = app.port();
+        let metrics_address = app.metrics_addr().map(|a| a.to_string());
         let handle = app.server_handle();
         tokio::spawn(app.run_until_stopped());
         let client = reqwest::Client::builder()
@@ -75,6 +90,7 @@ impl TestApp {
         TestApp {
             address: format!("http://127.0.0.1:{port}"),
             port,
+            metrics_address,
             db: database,
             store,
             data_dir,
@@ -83,6 +99,11 @@ impl TestApp {
             db_name,
             handle,
         }
+    }
+
+    /// A `postgres://` URL of this app's database, for running the CLI against it.
+    pub fn database_url(&self) -> String {
+        database_url_for(&self.db_name)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -441,6 +462,17 @@ pub struct TestDb {
     db_name: String,
 }
 
+/// The test server's URL with the database name replaced by `db_name`.
+fn database_url_for(db_name: &str) -> String {
+    let base = server_url();
+    match base.rfind('/') {
+        Some(i) if base[..i].contains("://") && base[i..].len() > 1 && !base[i..].contains('@') => {
+            format!("{}/{}", &base[..i], db_name)
+        }
+        _ => format!("{}/{}", base.trim_end_matches('/'), db_name),
+    }
+}
+
 pub async fn fresh_db() -> TestDb {
     init_logs();
     let admin_options: PgConnectOptions = server_url().parse().expect("test database URL");
@@ -452,13 +484,7 @@ pub async fn fresh_db() -> TestDb {
         .await
         .expect("connect to test database");
     database.migrate().await.expect("migrations");
-    let base = server_url();
-    let url = match base.rfind('/') {
-        Some(i) if base[..i].contains("://") && base[i..].len() > 1 && !base[i..].contains('@') => {
-            format!("{}/{}", &base[..i], db_name)
-        }
-        _ => format!("{}/{}", base.trim_end_matches('/'), db_name),
-    };
+    let url = database_url_for(&db_name);
     TestDb {
         db: database,
         url,
