@@ -33,6 +33,7 @@ fn tokenizers_match_transformers() {
         for (prompt, want) in prompts.iter().zip(expected) {
             let got: Vec<i64> = tok
                 .encode_padded(prompt, None)
+                .unwrap()
                 .into_iter()
                 .map(i64::from)
                 .collect();
