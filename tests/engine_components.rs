@@ -33,6 +33,7 @@ fn tokenizers_match_transformers() {
         for (prompt, want) in prompts.iter().zip(expected) {
             let got: Vec<i64> = tok
                 .encode_padded(prompt, None)
+                .unwrap()
                 .into_iter()
                 .map(i64::from)
                 .collect();
@@ -170,14 +171,22 @@ fn unsupported_scheduler_options_are_refused_by_name() {
     let base: SchedulerConfig =
         arenaxl::engine::config::read_json(&fixture("tiny-sdxl/scheduler/scheduler_config.json"))
             .unwrap();
-    let cases: [(SchedulerConfig, SchedulerKind, &str); 5] = [
+    let cases: [(SchedulerConfig, SchedulerKind, &str); 6] = [
         (
             SchedulerConfig {
-                use_karras_sigmas: Some(true),
+                use_exponential_sigmas: Some(true),
                 ..base.clone()
             },
             SchedulerKind::Euler,
-            "use_karras_sigmas",
+            "use_exponential_sigmas",
+        ),
+        (
+            SchedulerConfig {
+                use_flow_sigmas: Some(true),
+                ..base.clone()
+            },
+            SchedulerKind::DpmPp2m,
+            "use_flow_sigmas",
         ),
         (
             SchedulerConfig {
@@ -205,7 +214,7 @@ fn unsupported_scheduler_options_are_refused_by_name() {
         ),
         (
             SchedulerConfig {
-                final_sigmas_type: Some("sigma_min".into()),
+                final_sigmas_type: Some("sigma_max".into()),
                 ..base.clone()
             },
             SchedulerKind::Euler,

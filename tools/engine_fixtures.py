@@ -7,7 +7,10 @@ from them: token ids, text embeddings, one UNet call (with per-block features), 
 decode, scheduler timesteps/sigmas, and final 8-bit images for a set of generation cases.
 The Rust tests (tests/engine_*.rs) load the same folders and compare.
 
-Run from the repository root:  /work/venv-engine/bin/python tools/engine_fixtures.py
+Run from the repository root:  .venv/bin/python tools/engine_fixtures.py [--only formats]
+
+`--only formats` writes just tests/fixtures/engine/tiny-formats/ (see build_formats): a
+pipeline saved the way current diffusers (0.42) and transformers (5.x) save real models.
 """
 
 import json
@@ -335,8 +338,118 @@ def record_schedulers():
         json.dump(rows, f)
 
 
+# The folder of file formats: written by diffusers' and transformers' own save_pretrained,
+# as published checkpoints are. A DPM-Solver++ config (holding `lambda_min_clipped:
+# -Infinity`) with Karras sigmas; tokenizers saved by transformers 5 (tokenizer.json only);
+# every component under the `fp16` variant name only; the UNet sharded through its
+# `.index.fp16.json`; the second text encoder stored in bf16.
+FORMATS_UNET = dict(TINY_UNET_BASE, transformer_layers_per_block=[0, 1, 2], mid_block_type="UNetMidBlock2D")
+FORMATS_CASES = [
+    # DPM++ 2M Karras: the folder's own scheduler.
+    dict(prompts=[PROMPTS[0]], negative=None, steps=6, guidance=5.0, width=64, height=64, scheduler="dpmpp-2m", seed=21,
+         overrides={}),
+    # Euler Karras.
+    dict(prompts=[PROMPTS[1]], negative="blurry", steps=5, guidance=4.0, width=64, height=64, scheduler="euler", seed=22,
+         overrides={}),
+    # DPM++ 2M Karras ending at sigma_min, second order to the end (16 steps).
+    dict(prompts=[PROMPTS[0]], negative=None, steps=16, guidance=3.0, width=64, height=64, scheduler="dpmpp-2m",
+         seed=23, overrides={"final_sigmas_type": "sigma_min", "lower_order_final": False}),
+    # DPM++ 2M (spaced timesteps) ending at sigma_min: the last step, from t=201 down to
+    # sigma_min, is second order here and first order with euler_at_final in the next case.
+    dict(prompts=[PROMPTS[1]], negative=None, steps=4, guidance=3.0, width=64, height=64, scheduler="dpmpp-2m",
+         seed=25, overrides={"final_sigmas_type": "sigma_min", "lower_order_final": False, "use_karras_sigmas": False}),
+    dict(prompts=[PROMPTS[1]], negative=None, steps=4, guidance=3.0, width=64, height=64, scheduler="dpmpp-2m",
+         seed=25, overrides={"final_sigmas_type": "sigma_min", "euler_at_final": True, "use_karras_sigmas": False}),
+    # Euler Karras ending at sigma_min, trailing spacing.
+    dict(prompts=[PROMPTS[1]], negative=None, steps=4, guidance=5.0, width=64, height=64, scheduler="euler", seed=24,
+         overrides={"final_sigmas_type": "sigma_min", "timestep_spacing": "trailing"}),
+]
+
+
+def round_bf16(module):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.bfloat16().float())
+
+
+def build_formats():
+    name = "tiny-formats"
+    folder = os.path.join(OUT, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    vocab, merges = tiny_bpe()
+    merge_pairs = [tuple(m.split(" ")) for m in merges]
+    tok1 = CLIPTokenizer(vocab=vocab, merges=merge_pairs, pad_token="<|endoftext|>", model_max_length=77)
+    tok2 = CLIPTokenizer(vocab=vocab, merges=merge_pairs, pad_token="!", model_max_length=77)
+    eos = vocab["<|endoftext|>"]
+    te1 = CLIPTextModel(text_config(len(vocab), "quick_gelu", eos))
+    te2 = CLIPTextModelWithProjection(text_config(len(vocab), "gelu", eos))
+    unet = UNet2DConditionModel(**FORMATS_UNET)
+    vae = AutoencoderKL(**TINY_VAE)
+    for i, m in enumerate([te1, te2, unet, vae]):
+        randomize(m, 90 + i)
+    round_bf16(te2)
+    sched = DPMSolverMultistepScheduler.from_config(dict(SDXL_SCHEDULER, use_karras_sigmas=True))
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok1,
+                                     tokenizer_2=tok2, unet=unet, scheduler=sched)
+    pipe.to(torch.float16)
+    pipe.text_encoder_2.to(torch.bfloat16)
+    pipe.save_pretrained(folder, safe_serialization=True, variant="fp16")
+    # Sharded as large checkpoints are published (max_shard_size), under the variant name.
+    shutil.rmtree(os.path.join(folder, "unet"))
+    pipe.unet.save_pretrained(os.path.join(folder, "unet"), safe_serialization=True, variant="fp16",
+                              max_shard_size="600KB")
+    pipe.to(torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    # Reload as a user would, so that the references come from what is on disk.
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder, variant="fp16", torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    record_components(pipe, folder)
+    out, cases = {}, []
+    base = dict(pipe.scheduler.config)
+    for idx, c in enumerate(FORMATS_CASES):
+        pipe.scheduler = SCHEDULERS[c["scheduler"]].from_config(dict(base, **c["overrides"]))
+        g = torch.Generator().manual_seed(c["seed"])
+        latents = torch.randn((len(c["prompts"]), 4, c["height"] // 8, c["width"] // 8), generator=g)
+        with torch.no_grad():
+            images = pipe(prompt=c["prompts"], negative_prompt=c["negative"], num_inference_steps=c["steps"],
+                          guidance_scale=c["guidance"], width=c["width"], height=c["height"],
+                          latents=latents.clone(), output_type="np").images
+        out[f"case{idx}.latents"] = latents
+        out[f"case{idx}.image"] = torch.from_numpy((images * 255).round().astype(np.uint8))
+        s = SCHEDULERS[c["scheduler"]].from_config(dict(base, **c["overrides"]))
+        s.set_timesteps(c["steps"])
+        cases.append(dict(c, timesteps=[float(t) for t in s.timesteps], sigmas=[float(x) for x in s.sigmas]))
+    save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(folder, "cases.safetensors"))
+    with open(os.path.join(folder, "cases.json"), "w") as f:
+        json.dump(cases, f, indent=1)
+    record_karras_schedules()
+
+
+def record_karras_schedules():
+    """Timesteps and sigmas of Euler and DPM-Solver++ with Karras sigmas and both final
+    sigma types, over spacings and step counts, as diffusers sets them."""
+    rows = []
+    for kind in ["euler", "dpmpp-2m"]:
+        for spacing in ["leading", "trailing", "linspace"]:
+            for final in ["zero", "sigma_min"]:
+                for steps in [1, 4, 7, 25]:
+                    cfg = dict(SDXL_SCHEDULER, timestep_spacing=spacing, use_karras_sigmas=True,
+                               final_sigmas_type=final)
+                    s = SCHEDULERS[kind].from_config(cfg)
+                    s.set_timesteps(steps)
+                    rows.append({"scheduler": kind, "spacing": spacing, "final_sigmas_type": final, "steps": steps,
+                                 "timesteps": [float(t) for t in s.timesteps],
+                                 "sigmas": [float(x) for x in s.sigmas],
+                                 "init_noise_sigma": float(s.init_noise_sigma)})
+    with open(os.path.join(OUT, "schedulers_karras.json"), "w") as f:
+        json.dump(rows, f)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if sys.argv[1:] == ["--only", "formats"]:
+        build_formats()
+        return
     with open(os.path.join(OUT, "tokenizer_prompts.json"), "w") as f:
         json.dump(TOKENIZER_PROMPTS, f, ensure_ascii=False)
     record_schedulers()
@@ -345,6 +458,7 @@ def main():
         pipe = build_pipeline(name, seed + 1)
         record_components(pipe, os.path.join(OUT, name))
         record_cases(pipe, name, os.path.join(OUT, name))
+    build_formats()
 
 
 if __name__ == "__main__":

@@ -157,23 +157,31 @@ pub struct BenchUnetArgs {
     /// Print one JSON line.
     #[arg(long)]
     pub json: bool,
+    /// cpu or cuda:N (tools/gpu-check.sh times the GPU this way).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32, f16 or bf16 (weights and activations).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
 }
 
 pub fn bench(args: BenchUnetArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    let dev = Device::Cpu;
+    let dev = parse_device(&args.device)?;
+    let dtype = parse_dtype(&args.dtype)?;
+    crate::engine::device::check(&dev, dtype)?;
     let (unet, label) = match &args.unet_dir {
         Some(dir) => (
-            UNet2DConditionModel::load(dir, DType::F32, &dev, Kernels { fused: true })?,
+            UNet2DConditionModel::load(dir, dtype, &dev, Kernels { fused: true })?,
             dir.display().to_string(),
         ),
         None => {
             let cfg = ModelConfigs::preset(&args.preset)?.unet;
             let file = Path::new("unet/config.json");
             let layout = UNetLayout::resolve(&cfg, file)?;
-            let weights = random_weights(0, DType::F32, |vb| {
+            let weights = random_weights(0, dtype, |vb| {
                 UNet2DConditionModel::from_parts(
                     cfg.clone(),
                     layout.clone(),
@@ -182,7 +190,7 @@ pub fn bench(args: BenchUnetArgs) -> anyhow::Result<()> {
                 )
                 .map(|_| ())
             })?;
-            let vb = candle_nn::VarBuilder::from_tensors(weights, DType::F32, &dev);
+            let vb = candle_nn::VarBuilder::from_tensors(weights, dtype, &dev);
             (
                 UNet2DConditionModel::from_parts(cfg, layout, Kernels { fused: true }, vb)?,
                 format!("preset {}", args.preset),
@@ -197,11 +205,12 @@ pub fn bench(args: BenchUnetArgs) -> anyhow::Result<()> {
         crate::engine::config::PerBlock::All(v) => *v,
         crate::engine::config::PerBlock::Each(v) => v.first().copied().unwrap_or(0),
     };
-    let sample = Tensor::randn(0f32, 1f32, (b, c.in_channels, h, w), &dev)?;
-    let context = Tensor::randn(0f32, 1f32, (b, 77, ctx_dim), &dev)?;
+    let sample = Tensor::randn(0f32, 1f32, (b, c.in_channels, h, w), &dev)?.to_dtype(dtype)?;
+    let context = Tensor::randn(0f32, 1f32, (b, 77, ctx_dim), &dev)?.to_dtype(dtype)?;
     let added = match &unet.layout.add {
         Some(a) => Some(AddedCond {
-            text_embeds: Tensor::randn(0f32, 1f32, (b, a.in_dim - 6 * a.time_dim), &dev)?,
+            text_embeds: Tensor::randn(0f32, 1f32, (b, a.in_dim - 6 * a.time_dim), &dev)?
+                .to_dtype(dtype)?,
             time_ids: Tensor::ones((b, 6), DType::F32, &dev)?.affine(1024.0, 0.0)?,
         }),
         None => None,
@@ -212,7 +221,7 @@ pub fn bench(args: BenchUnetArgs) -> anyhow::Result<()> {
         let start = Instant::now();
         let y = unet.forward(&sample, &t, &context, added.as_ref())?;
         // Force the computation to finish before the clock stops.
-        y.sum_all()?.to_scalar::<f32>()?;
+        y.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
         if i > 0 {
             times.push(start.elapsed().as_secs_f64());
         }
@@ -224,6 +233,7 @@ pub fn bench(args: BenchUnetArgs) -> anyhow::Result<()> {
         let v = serde_json::json!({
             "model": label, "batch": b, "latent": [h, w], "threads": threads,
             "iters": times.len(), "median_ms": median * 1e3,
+            "device": args.device, "dtype": args.dtype,
         });
         println!("{v}");
     } else {

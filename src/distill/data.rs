@@ -13,7 +13,7 @@ use super::error::{DistillError, Result};
 use crate::engine::config::{read_json, VaeConfig};
 use crate::engine::text::TextEncoders;
 use crate::engine::vae::candle_config;
-use crate::engine::weights::{in_file, weights_file};
+use crate::engine::weights::{in_file, weights_files};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -107,14 +107,15 @@ pub fn load_vae(model: &Path, device: &Device) -> Result<PosteriorEncoder> {
     let cfg_file = dir.join("config.json");
     let config: VaeConfig = read_json(&cfg_file)?;
     let cc = candle_config(&config, &cfg_file)?;
-    let wfile = weights_file(&dir)?;
+    let wfiles = weights_files(&dir)?;
+    let wfile = wfiles.name.clone();
     // The encoder runs in f32: it runs once per image and SDXL's VAE overflows in f16.
-    let mut tensors = candle_core::safetensors::load(&wfile, device)
-        .map_err(in_file(&wfile))?
-        .into_iter()
-        .map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?)))
-        .collect::<std::result::Result<std::collections::HashMap<_, _>, candle_core::Error>>()
-        .map_err(in_file(&wfile))?;
+    let mut tensors = std::collections::HashMap::new();
+    for f in &wfiles.files {
+        for (k, v) in candle_core::safetensors::load(f, device).map_err(in_file(f))? {
+            tensors.insert(k, v.to_dtype(DType::F32).map_err(in_file(f))?);
+        }
+    }
     let build = |t: std::collections::HashMap<String, Tensor>| -> Result<AutoEncoderKL> {
         let vb = candle_nn::VarBuilder::from_tensors(t, DType::F32, device);
         Ok(AutoEncoderKL::new(vb, 3, 3, cc.clone()).map_err(in_file(&wfile))?)

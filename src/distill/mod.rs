@@ -11,6 +11,7 @@ pub mod loss;
 pub mod mapping;
 pub mod optim;
 pub mod plan;
+pub mod precision;
 pub mod prune;
 pub mod run;
 pub mod student;

@@ -47,9 +47,12 @@ impl AdamW {
     }
 
     /// One update with learning rate `lr` (after warm-up scaling) from averaged grads.
+    /// With `master` (f32 weights of f16/bf16 vars) the update is applied to the master
+    /// copy and the var is refreshed from it; without, to the var itself.
     pub fn step(
         &mut self,
         vars: &[(String, Var)],
+        mut master: Option<&mut HashMap<String, Tensor>>,
         grads: &HashMap<String, Tensor>,
         lr: f64,
     ) -> Result<()> {
@@ -69,9 +72,15 @@ impl AdamW {
                 None => (g.sqr()? * (1.0 - c.beta2))?,
             };
             let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + c.eps)?)?;
-            let w = var.as_tensor().to_dtype(DType::F32)?;
+            let w = match master.as_deref().and_then(|m| m.get(name)) {
+                Some(w) => w.clone(),
+                None => var.as_tensor().to_dtype(DType::F32)?,
+            };
             let w = ((&w * (1.0 - lr * c.weight_decay))? - (update * lr)?)?;
             var.set(&w.to_dtype(var.dtype())?)?;
+            if let Some(m) = master.as_deref_mut() {
+                m.insert(name.clone(), w);
+            }
             self.m.insert(name.clone(), m);
             self.v.insert(name.clone(), v);
         }
@@ -100,14 +109,19 @@ pub fn clip_grad_norm(grads: &mut HashMap<String, Tensor>, max_norm: f64) -> Res
     Ok(norm)
 }
 
-/// Exponential moving average of the weights (kept in f32).
+/// Exponential moving average of the weights (kept in f32; of the master weights when the
+/// vars are a half-precision copy).
 pub fn ema_update(
     ema: &mut HashMap<String, Tensor>,
     vars: &[(String, Var)],
+    master: Option<&HashMap<String, Tensor>>,
     decay: f64,
 ) -> Result<()> {
     for (name, var) in vars {
-        let w = var.as_tensor().to_dtype(DType::F32)?;
+        let w = match master.and_then(|m| m.get(name)) {
+            Some(w) => w.clone(),
+            None => var.as_tensor().to_dtype(DType::F32)?,
+        };
         let e = match ema.get(name) {
             Some(e) => ((e * decay)? + (w * (1.0 - decay))?)?,
             None => w,

@@ -11,7 +11,7 @@ use super::error::{DistillError, Result};
 use super::plan::Student;
 use crate::engine::params::record_shapes;
 use crate::engine::unet::UNet2DConditionModel;
-use crate::engine::weights::weights_file;
+use crate::engine::weights::weights_files;
 
 /// What pruning wrote.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -90,13 +90,14 @@ pub fn student_shapes(student: &Student) -> Result<Vec<(String, candle_core::Sha
 
 /// The student's initial weights taken from a teacher UNet folder, in the file's dtype.
 pub fn initial_weights(teacher_unet: &Path, student: &Student) -> Result<HashMap<String, Tensor>> {
-    let file = weights_file(teacher_unet)?;
+    let wfiles = weights_files(teacher_unet)?;
+    let file = wfiles.name.clone();
     let werr = |message: String| DistillError::Weights {
         file: file.clone(),
         message,
     };
     // SAFETY: read-only mapping of a checkpoint that is not written while we read it.
-    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&file) }
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&wfiles.files) }
         .map_err(|e| werr(e.to_string()))?;
     let mut out = HashMap::new();
     for (name, shape) in student_shapes(student)? {

@@ -16,6 +16,7 @@ use super::loss::{feature_loss, losses, mse, LossConfig};
 use super::mapping::LayerMap;
 use super::optim::{clip_grad_norm, ema_update, AdamW, AdamWConfig};
 use super::plan::Student;
+use super::precision::LossScaler;
 use super::student::TrainableUNet;
 use crate::engine::unet::{AddedCond, UNet2DConditionModel, UNetOutput};
 
@@ -133,6 +134,12 @@ pub struct StepLog {
     pub features: f32,
     pub grad_norm: f64,
     pub lr: f64,
+    /// f16 only: the loss scale used for this step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// The gradients overflowed (f16) and the optimizer step was skipped.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 /// Student-vs-teacher agreement on held-out samples.
@@ -164,6 +171,8 @@ pub struct Trainer {
     pub ema: HashMap<String, Tensor>,
     pub cfg: TrainConfig,
     pub step: u64,
+    /// Dynamic loss scaling, when training in f16.
+    pub scaler: Option<LossScaler>,
     alphas: Vec<f64>,
     device: Device,
     dtype: DType,
@@ -196,6 +205,7 @@ impl Trainer {
             ema: HashMap::new(),
             cfg,
             step: 0,
+            scaler: LossScaler::for_dtype(dtype),
             alphas: alphas_cumprod(1000, 0.00085, 0.012),
             device: device.clone(),
             dtype,
@@ -263,6 +273,7 @@ impl Trainer {
         }
         let mut rng = step_rng(self.cfg.seed, self.step);
         let accum = self.cfg.grad_accum;
+        let scale = self.scaler.map_or(1.0, |s| s.scale);
         let mut grads: HashMap<String, Tensor> = HashMap::new();
         let (mut total, mut task, mut out, mut feat) = (0f32, 0f32, 0f32, 0f32);
         for _ in 0..accum {
@@ -272,10 +283,12 @@ impl Trainer {
             let b = data.batch(&idx, &self.device, self.dtype)?;
             let (tout, sout, noise) = self.forward_pair(&b, &mut rng)?;
             let l = losses(&sout, &tout, &noise, &self.map, &self.cfg.loss)?;
-            let store = (l.total.clone() / accum as f64)?.backward()?;
+            // The loss is f32; its gradient reaches the f16 network multiplied by `scale`
+            // and is divided by it again in f32 (1 without a scaler).
+            let store = (l.total.clone() * (scale / accum as f64))?.backward()?;
             for (name, var) in &self.student.vars {
                 if let Some(g) = store.get(var.as_tensor()) {
-                    let g = g.to_dtype(DType::F32)?;
+                    let g = (g.to_dtype(DType::F32)? / scale)?;
                     let sum = match grads.remove(name) {
                         Some(prev) => (prev + g)?,
                         None => g,
@@ -290,9 +303,17 @@ impl Trainer {
         }
         let grad_norm = clip_grad_norm(&mut grads, self.cfg.max_grad_norm)?;
         let lr = self.lr_at(self.step);
-        self.opt.step(&self.student.vars, &grads, lr)?;
-        if let Some(d) = self.cfg.ema_decay {
-            ema_update(&mut self.ema, &self.student.vars, d)?;
+        let loss_scale = self.scaler.map(|s| s.scale);
+        let apply = match self.scaler.as_mut() {
+            Some(s) => s.update(grad_norm.is_finite()),
+            None => true,
+        };
+        if apply {
+            let st = &mut self.student;
+            self.opt.step(&st.vars, st.master.as_mut(), &grads, lr)?;
+            if let Some(d) = self.cfg.ema_decay {
+                ema_update(&mut self.ema, &st.vars, st.master.as_ref(), d)?;
+            }
         }
         self.step += 1;
         Ok(StepLog {
@@ -303,6 +324,8 @@ impl Trainer {
             features: feat,
             grad_norm,
             lr,
+            loss_scale,
+            skipped: !apply,
         })
     }
 
@@ -344,7 +367,8 @@ impl Trainer {
         self.student.weights()
     }
 
-    /// Writes weights, optimizer moments, EMA and the step to `dir` (replaced whole).
+    /// Writes weights (the f32 master weights in mixed precision), optimizer moments, EMA,
+    /// the loss scaler and the step to `dir` (replaced whole).
     pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
         let tmp = dir.with_extension("tmp");
         let cerr = |m: String| DistillError::Checkpoint {
@@ -372,6 +396,7 @@ impl Trainer {
         let meta = serde_json::json!({
             "step": self.step,
             "adamw_steps": self.opt.steps,
+            "loss_scaler": self.scaler,
             "config": self.cfg,
         });
         std::fs::write(tmp.join("state.json"), meta.to_string())
@@ -400,11 +425,16 @@ impl Trainer {
         let (step, adamw_steps) = (get("step")?, get("adamw_steps")?);
         let w = candle_core::safetensors::load(dir.join("student.safetensors"), &Device::Cpu)
             .map_err(|e| cerr(e.to_string()))?;
-        for (name, var) in &self.student.vars {
-            let t = w
-                .get(name)
-                .ok_or_else(|| cerr(format!("student.safetensors lacks `{name}`")))?;
-            var.set(&t.to_dtype(self.dtype)?.to_device(&self.device)?)?;
+        if let Some((name, _)) = self.student.vars.iter().find(|(n, _)| !w.contains_key(n)) {
+            return Err(cerr(format!("student.safetensors lacks `{name}`")));
+        }
+        self.student.set_weights(&w)?;
+        // A checkpoint of an f16 run carries its scaler; one from another dtype starts
+        // this run's afresh.
+        if self.scaler.is_some() {
+            if let Ok(s) = serde_json::from_value::<LossScaler>(meta["loss_scaler"].clone()) {
+                self.scaler = Some(s);
+            }
         }
         let s = candle_core::safetensors::load(dir.join("optimizer.safetensors"), &self.device)
             .map_err(|e| cerr(e.to_string()))?;

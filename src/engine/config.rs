@@ -9,9 +9,43 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, Result};
 
-/// Reads and parses a JSON file; errors name the file and (via serde) the field.
+/// Reads and parses a JSON file; errors name the file and (via serde) the line and column.
+///
+/// Python's `json` writes `NaN`, `Infinity` and `-Infinity` for non-finite floats (diffusers'
+/// DPM-Solver++ config holds `"lambda_min_clipped": -Infinity`). Strict JSON has no such
+/// tokens, so they are turned into the strings `"NaN"`, `"Infinity"`, `"-Infinity"` before
+/// parsing; float fields that may hold them read those strings back with [`lenient_f64`].
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| {
+    let text = read_text(path)?;
+    serde_json::from_str(&python_json(&text)).map_err(|e| EngineError::Json {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// [`read_json`] for a config struct, logging (at debug level) the keys it does not know.
+/// Unknown keys are ignored, as diffusers ignores them, but a debug log makes a key that
+/// was expected to matter visible.
+pub fn read_config<T: DeserializeOwned + Serialize>(path: &Path) -> Result<T> {
+    let value: T = read_json(path)?;
+    let raw: serde_json::Value = read_json(path)?;
+    if let (Some(raw), Ok(serde_json::Value::Object(known))) =
+        (raw.as_object(), serde_json::to_value(&value))
+    {
+        let unknown: Vec<&str> = raw
+            .keys()
+            .filter(|k| !k.starts_with('_') && !known.contains_key(k.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            tracing::debug!(file = %path.display(), keys = ?unknown, "config keys ignored");
+        }
+    }
+    Ok(value)
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             EngineError::Missing {
                 file: path.to_path_buf(),
@@ -22,11 +56,69 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
                 source,
             }
         }
-    })?;
-    serde_json::from_str(&text).map_err(|e| EngineError::Json {
-        file: path.to_path_buf(),
-        message: e.to_string(),
     })
+}
+
+/// Python's JSON dialect to strict JSON: bare `NaN`, `Infinity` and `-Infinity` outside
+/// strings become the strings of the same spelling. Everything else is left as it is.
+pub fn python_json(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("NaN") && !text.contains("Infinity") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(token) = ["NaN", "Infinity", "-Infinity"]
+            .into_iter()
+            .find(|t| rest.starts_with(t))
+        {
+            out.push('"');
+            out.push_str(token);
+            out.push('"');
+            rest = &rest[token.len()..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A float written as a number, or (after [`python_json`]) as `"NaN"`, `"Infinity"` or
+/// `"-Infinity"`; `null` is `None`.
+pub fn lenient_f64<'de, D>(d: D) -> std::result::Result<Option<f64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum F {
+        Num(f64),
+        Text(String),
+    }
+    match Option::<F>::deserialize(d)? {
+        None => Ok(None),
+        Some(F::Num(x)) => Ok(Some(x)),
+        Some(F::Text(s)) => match s.as_str() {
+            "NaN" => Ok(Some(f64::NAN)),
+            "Infinity" => Ok(Some(f64::INFINITY)),
+            "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a number, got the string `{other}`"
+            ))),
+        },
+    }
 }
 
 /// diffusers writes `null` for some false-by-default flags (e.g. SDXL's `upcast_attention`).
@@ -319,9 +411,9 @@ pub struct SchedulerConfig {
     pub class_name: Option<String>,
     #[serde(default)]
     pub num_train_timesteps: Option<usize>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_f64")]
     pub beta_start: Option<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_f64")]
     pub beta_end: Option<f64>,
     #[serde(default)]
     pub beta_schedule: Option<String>,
@@ -335,7 +427,7 @@ pub struct SchedulerConfig {
     pub set_alpha_to_one: Option<bool>,
     #[serde(default)]
     pub clip_sample: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_f64")]
     pub clip_sample_range: Option<f64>,
     #[serde(default)]
     pub interpolation_type: Option<String>,
@@ -358,15 +450,30 @@ pub struct SchedulerConfig {
     #[serde(default)]
     pub use_lu_lambdas: Option<bool>,
     #[serde(default)]
+    pub use_flow_sigmas: Option<bool>,
+    #[serde(default)]
     pub algorithm_type: Option<String>,
     #[serde(default)]
     pub solver_order: Option<usize>,
     #[serde(default)]
     pub solver_type: Option<String>,
+    /// DPM-Solver: lambda(t) floor that trims the noisiest timesteps; diffusers writes
+    /// `-Infinity` (no trimming) by default.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub lambda_min_clipped: Option<f64>,
+    #[serde(default)]
+    pub lower_order_final: Option<bool>,
+    #[serde(default)]
+    pub euler_at_final: Option<bool>,
+    /// Karras sigma range overrides (Euler); `None` takes the schedule's own range.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub sigma_min: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub sigma_max: Option<f64>,
 }
 
 /// The parts of `model_index.json` the engine reads.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelIndex {
     #[serde(rename = "_class_name", default)]
     pub class_name: Option<String>,

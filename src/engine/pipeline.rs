@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::config::{read_json, ModelIndex, SchedulerConfig};
+use super::config::{read_config, read_json, ModelIndex, SchedulerConfig};
 use super::error::{EngineError, Result};
 use super::nn::Kernels;
 use super::noise::randn;
@@ -82,7 +82,7 @@ impl Pipeline {
             }
         }
         let sched_file = dir.join("scheduler").join("scheduler_config.json");
-        let scheduler_config: SchedulerConfig = read_json(&sched_file)?;
+        let scheduler_config: SchedulerConfig = read_config(&sched_file)?;
         let class = scheduler_config.class_name.clone().unwrap_or_default();
         let default_scheduler = SchedulerKind::from_class(&class).unwrap_or(SchedulerKind::Euler);
         let text = TextEncoders::load(dir, dtype, device)?;

@@ -6,10 +6,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::clip::ClipTextModel;
-use super::config::{read_json, ClipTextConfig};
+use super::config::{read_config, ClipTextConfig};
 use super::error::{EngineError, Result};
 use super::tokenizer::ClipTokenizer;
-use super::weights::{in_file, var_builder, weights_file};
+use super::weights::{in_file, var_builder, weights_files};
 
 pub struct TextEncoder {
     pub tokenizer: ClipTokenizer,
@@ -27,7 +27,7 @@ impl TextEncoder {
     ) -> Result<Self> {
         let tokenizer = ClipTokenizer::load(tok_dir)?;
         let cfg_file = enc_dir.join("config.json");
-        let config: ClipTextConfig = read_json(&cfg_file)?;
+        let config: ClipTextConfig = read_config(&cfg_file)?;
         if tokenizer.max_length > config.max_position_embeddings {
             return Err(EngineError::field(
                 tok_dir.join("tokenizer_config.json"),
@@ -38,9 +38,10 @@ impl TextEncoder {
                 ),
             ));
         }
-        let wfile = weights_file(enc_dir)?;
-        let vb = var_builder(&wfile, dtype, device)?;
-        let model = ClipTextModel::new(&config, with_projection, vb).map_err(in_file(&wfile))?;
+        let wfiles = weights_files(enc_dir)?;
+        let vb = var_builder(&wfiles, dtype, device)?;
+        let model =
+            ClipTextModel::new(&config, with_projection, vb).map_err(in_file(&wfiles.name))?;
         Ok(Self {
             tokenizer,
             model,
@@ -57,7 +58,7 @@ impl TextEncoder {
         let rows: Vec<Vec<u32>> = prompts
             .iter()
             .map(|p| self.tokenizer.encode_padded(p, max_length))
-            .collect();
+            .collect::<Result<_>>()?;
         let n = rows.first().map(Vec::len).unwrap_or(0);
         let flat: Vec<u32> = rows.into_iter().flatten().collect();
         Ok(Tensor::from_vec(flat, (prompts.len(), n), device)?)

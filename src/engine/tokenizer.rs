@@ -1,5 +1,6 @@
-//! CLIP's byte-level BPE tokenizer, read from `vocab.json` + `merges.txt` with the pad
-//! token and maximum length from `tokenizer_config.json` / `special_tokens_map.json`.
+//! CLIP's byte-level BPE tokenizer, read from `vocab.json` + `merges.txt` or from
+//! `tokenizer.json` (through the `tokenizers` library), with the pad token and maximum
+//! length from `tokenizer_config.json` / `special_tokens_map.json`.
 //! Behaves like transformers' (tokenizers-backed) `CLIPTokenizer`: whitespace collapsed,
 //! lower-cased, split like CLIP's regex, bytes mapped to printable characters, words
 //! merged by rank with `</w>` marking the end of a word.
@@ -27,6 +28,10 @@ pub struct ClipTokenizer {
     /// Special tokens matched whole in the raw text, longest first (the second SDXL
     /// tokenizer's pad token `!` is one, so `!` in a prompt becomes its id).
     specials: Vec<(String, u32)>,
+    /// A folder's `tokenizer.json`, run by the `tokenizers` library itself (normaliser,
+    /// pre-tokeniser, BPE and added tokens exactly as transformers runs them); None for
+    /// `vocab.json` + `merges.txt`, which the code below tokenises.
+    backend: Option<tokenizers::Tokenizer>,
 }
 
 /// GPT-2's reversible table from bytes to printable characters.
@@ -50,6 +55,44 @@ pub fn byte_chars() -> [char; 256] {
     table
 }
 
+type Ranks = HashMap<(String, String), usize>;
+
+fn read_merges(merges_file: &Path) -> Result<Ranks> {
+    let text = std::fs::read_to_string(merges_file).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            EngineError::Missing {
+                file: merges_file.to_path_buf(),
+            }
+        } else {
+            EngineError::Io {
+                file: merges_file.to_path_buf(),
+                source,
+            }
+        }
+    })?;
+    let mut ranks = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with("#version") || line.trim().is_empty() {
+            continue;
+        }
+        let mut parts = line.split(' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), None) => {
+                let rank = ranks.len();
+                ranks.entry((a.to_string(), b.to_string())).or_insert(rank);
+            }
+            _ => {
+                return Err(EngineError::field(
+                    merges_file,
+                    "merges",
+                    format!("line {}: malformed `{line}`", n + 1),
+                ))
+            }
+        }
+    }
+    Ok(ranks)
+}
+
 /// A token name given either as a string or as `{"content": ...}`.
 fn token_name(v: Option<&Value>) -> Option<String> {
     match v? {
@@ -60,34 +103,31 @@ fn token_name(v: Option<&Value>) -> Option<String> {
 }
 
 impl ClipTokenizer {
+    /// Reads `vocab.json` + `merges.txt` (what transformers 4 wrote) or, where they are
+    /// absent, the BPE model inside `tokenizer.json` (all transformers 5 writes).
     pub fn load(dir: &Path) -> Result<Self> {
         let vocab_file = dir.join("vocab.json");
-        let vocab: HashMap<String, u32> = read_json(&vocab_file)?;
-        let merges_file = dir.join("merges.txt");
-        let text = std::fs::read_to_string(&merges_file).map_err(|source| EngineError::Io {
-            file: merges_file.clone(),
-            source,
-        })?;
-        let mut ranks = HashMap::new();
-        for line in text.lines() {
-            if line.starts_with("#version") || line.trim().is_empty() {
-                continue;
-            }
-            let mut parts = line.split(' ');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(a), Some(b), None) => {
-                    let rank = ranks.len();
-                    ranks.entry((a.to_string(), b.to_string())).or_insert(rank);
-                }
-                _ => {
-                    return Err(EngineError::field(
-                        &merges_file,
-                        "merges",
-                        format!("malformed line `{line}`"),
-                    ))
-                }
-            }
-        }
+        let json_file = dir.join("tokenizer.json");
+        let (vocab, ranks, backend, vocab_file) = if !vocab_file.is_file() && json_file.is_file() {
+            let mut t =
+                tokenizers::Tokenizer::from_file(&json_file).map_err(|e| EngineError::Json {
+                    file: json_file.clone(),
+                    message: e.to_string(),
+                })?;
+            // Padding and truncation are done here, to CLIP's rules (see encode_padded).
+            t.with_padding(None);
+            t.with_truncation(None)
+                .map_err(|e| EngineError::field(&json_file, "truncation", e.to_string()))?;
+            (t.get_vocab(true), HashMap::new(), Some(t), json_file)
+        } else {
+            let vocab: HashMap<String, u32> = read_json(&vocab_file)?;
+            (
+                vocab,
+                read_merges(&dir.join("merges.txt"))?,
+                None,
+                vocab_file,
+            )
+        };
         let cfg_file = dir.join("tokenizer_config.json");
         let cfg: Value = if cfg_file.is_file() {
             read_json(&cfg_file)?
@@ -155,6 +195,7 @@ impl ClipTokenizer {
             pad_id,
             max_length,
             specials,
+            backend,
         })
     }
 
@@ -229,8 +270,14 @@ impl ClipTokenizer {
         }
     }
 
-    /// Token ids without special tokens.
-    pub fn tokenize(&self, text: &str) -> Vec<u32> {
+    /// Token ids without the begin/end tokens.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
+        if let Some(t) = &self.backend {
+            let enc = t
+                .encode(text, false)
+                .map_err(|e| EngineError::Tokenizer(format!("`{text}`: {e}")))?;
+            return Ok(enc.get_ids().to_vec());
+        }
         let mut ids = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {
@@ -254,16 +301,16 @@ impl ClipTokenizer {
                 None => break,
             }
         }
-        ids
+        Ok(ids)
     }
 
     /// `padding="max_length", truncation=True` to `max_length` (`self.max_length` if None).
-    pub fn encode_padded(&self, text: &str, max_length: Option<usize>) -> Vec<u32> {
+    pub fn encode_padded(&self, text: &str, max_length: Option<usize>) -> Result<Vec<u32>> {
         let n = max_length.unwrap_or(self.max_length).max(2);
         let mut ids = vec![self.bos_id];
-        ids.extend(self.tokenize(text).into_iter().take(n - 2));
+        ids.extend(self.tokenize(text)?.into_iter().take(n - 2));
         ids.push(self.eos_id);
         ids.resize(n, self.pad_id);
-        ids
+        Ok(ids)
     }
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKLConfig;
 
-use super::config::{read_json, VaeConfig};
+use super::config::{read_config, VaeConfig};
 use super::error::{EngineError, Result};
 use super::vae_decoder::VaeDecoder;
-use super::weights::{in_file, var_builder, weights_file};
+use super::weights::{in_file, var_builder, weights_files};
 
 pub struct Vae {
     model: VaeDecoder,
@@ -49,7 +49,7 @@ pub fn candle_config(c: &VaeConfig, file: &Path) -> Result<AutoEncoderKLConfig> 
 impl Vae {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let cfg_file = dir.join("config.json");
-        let config: VaeConfig = read_json(&cfg_file)?;
+        let config: VaeConfig = read_config(&cfg_file)?;
         let cc = candle_config(&config, &cfg_file)?;
         // diffusers decodes in f32 when the VAE is f16 and `force_upcast` is set.
         let dtype = if dtype == DType::F16 && config.force_upcast {
@@ -57,9 +57,10 @@ impl Vae {
         } else {
             dtype
         };
-        let wfile = weights_file(dir)?;
-        let vb = var_builder(&wfile, dtype, device)?;
-        let model = VaeDecoder::new(&config, cc.norm_num_groups, vb).map_err(in_file(&wfile))?;
+        let wfiles = weights_files(dir)?;
+        let vb = var_builder(&wfiles, dtype, device)?;
+        let model =
+            VaeDecoder::new(&config, cc.norm_num_groups, vb).map_err(in_file(&wfiles.name))?;
         Ok(Self {
             model,
             config,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use clap::Args;
 
 use crate::distill::dataset::Dataset;
@@ -38,26 +38,42 @@ pub struct BenchDistillArgs {
     /// A Python with torch + diffusers: also time tools/distill_bench.py and print the ratio.
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// A teacher pipeline folder to use instead of writing the preset (tools/gpu-check.sh
+    /// reuses the full-size SDXL it wrote).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Training dtype: f32, f16 or bf16 (f32 master weights either way).
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
 }
 
 pub fn bench(a: BenchDistillArgs) -> anyhow::Result<()> {
     if let Some(n) = a.threads {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
+    let dev = crate::engine::device::parse_device(&a.device)?;
+    let dtype = crate::engine::device::parse_dtype(&a.dtype)?;
+    crate::engine::device::check(&dev, dtype)?;
     let tmp = tempfile::tempdir()?;
-    let (teacher, student_dir) = (tmp.path().join("teacher"), tmp.path().join("student"));
-    crate::engine::presets::init_model_folder(&a.preset, &teacher, 0)?;
+    let (teacher, student_dir) = match &a.teacher {
+        Some(t) => (t.clone(), tmp.path().join("student")),
+        None => (tmp.path().join("teacher"), tmp.path().join("student")),
+    };
+    if a.teacher.is_none() {
+        crate::engine::presets::init_model_folder(&a.preset, &teacher, 0)?;
+    }
     let cfg_file = teacher.join("unet/config.json");
     let cfg: UNetConfig = read_json(&cfg_file)?;
     let student = super::load_student(&cfg, &cfg_file, &a.plan, Keep::First)?;
-    prune(&teacher, &student, &student_dir)?;
-    let dev = Device::Cpu;
-    let tunet = UNet2DConditionModel::load(
-        &teacher.join("unet"),
-        DType::F32,
-        &dev,
-        Kernels { fused: true },
-    )?;
+    // The student folder is only for the PyTorch comparison.
+    if a.python.is_some() {
+        prune(&teacher, &student, &student_dir)?;
+    }
+    let tunet =
+        UNet2DConditionModel::load(&teacher.join("unet"), dtype, &dev, Kernels { fused: true })?;
     let weights = initial_weights(&teacher.join("unet"), &student)?;
     let add = student
         .layout
@@ -91,7 +107,7 @@ pub fn bench(a: BenchDistillArgs) -> anyhow::Result<()> {
         &weights,
         tc,
         &dev,
-        DType::F32,
+        dtype,
     )?;
     for _ in 0..2 {
         t.train_step(&data)?;
@@ -102,12 +118,17 @@ pub fn bench(a: BenchDistillArgs) -> anyhow::Result<()> {
     }
     let ours = a.steps as f64 / start.elapsed().as_secs_f64();
     println!(
-        "candle: {ours:.3} steps/s ({} teacher -> {} student, batch {}, latents {}x{}, {} threads)",
-        a.preset,
+        "candle: {ours:.3} steps/s ({} teacher -> {} student, batch {}, latents {}x{}, {} {}, {} threads)",
+        a.teacher
+            .as_ref()
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|| a.preset.clone()),
         a.plan,
         a.batch,
         a.latent,
         a.latent,
+        a.device,
+        a.dtype,
         a.threads
             .map(|n| n.to_string())
             .unwrap_or_else(|| "all".into())

@@ -27,6 +27,9 @@ pub struct Schedule {
     pub spacing: Spacing,
     pub steps_offset: usize,
     pub prediction: Prediction,
+    /// `use_karras_sigmas`: read by the classes that define it (Euler, DPM-Solver); the
+    /// others ignore it, as diffusers' `from_config` drops keys a class does not have.
+    pub karras: bool,
 }
 
 pub struct ClassDefaults {
@@ -137,13 +140,6 @@ impl Schedule {
                 ))
             }
         };
-        if c.use_karras_sigmas == Some(true) {
-            return Err(EngineError::field(
-                FILE,
-                "use_karras_sigmas",
-                "true is not supported",
-            ));
-        }
         // Options that would change the schedule and are not implemented are refused
         // rather than ignored.
         for (field, on) in [
@@ -151,6 +147,7 @@ impl Schedule {
             ("use_exponential_sigmas", c.use_exponential_sigmas),
             ("use_beta_sigmas", c.use_beta_sigmas),
             ("use_lu_lambdas", c.use_lu_lambdas),
+            ("use_flow_sigmas", c.use_flow_sigmas),
         ] {
             if on == Some(true) {
                 return Err(EngineError::field(FILE, field, "true is not supported"));
@@ -163,6 +160,7 @@ impl Schedule {
             spacing,
             steps_offset: c.steps_offset.unwrap_or(0),
             prediction,
+            karras: c.use_karras_sigmas == Some(true),
         })
     }
 
@@ -184,6 +182,56 @@ impl Schedule {
             .collect();
         sigmas.push(0.0);
         sigmas
+    }
+}
+
+/// Karras et al.'s noise levels: `n` sigmas from `max` down to `min`, evenly spaced in
+/// `sigma ** (1 / 7)` (diffusers' `_convert_to_karras`).
+pub fn karras_sigmas(min: f64, max: f64, n: usize) -> Vec<f64> {
+    const RHO: f64 = 7.0;
+    let (lo, hi) = (min.powf(1.0 / RHO), max.powf(1.0 / RHO));
+    linspace(0.0, 1.0, n)
+        .into_iter()
+        .map(|r| (hi + r * (lo - hi)).powf(RHO))
+        .collect()
+}
+
+/// The (fractional) training timestep whose sigma is `sigma`, by linear interpolation of
+/// log sigma between neighbouring training steps (diffusers' `_sigma_to_t`; `log_sigmas`
+/// ascending, in f32 as numpy computes them from the float32 schedule).
+pub fn sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
+    let n = log_sigmas.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let ls = sigma.max(1e-10).ln();
+    // The last index whose log sigma is <= ls (0 when none is), kept below n - 1.
+    let low = log_sigmas
+        .iter()
+        .rposition(|&l| ls - l as f64 >= 0.0)
+        .unwrap_or(0)
+        .min(n - 2);
+    let (lo, hi) = (log_sigmas[low] as f64, log_sigmas[low + 1] as f64);
+    let w = ((lo - ls) / (lo - hi)).clamp(0.0, 1.0);
+    (1.0 - w) * low as f64 + w * (low + 1) as f64
+}
+
+/// Where the last sigma goes (`final_sigmas_type`): to 0, or to the schedule's smallest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalSigma {
+    Zero,
+    SigmaMin,
+}
+
+pub fn final_sigma(c: &SchedulerConfig) -> Result<FinalSigma> {
+    match c.final_sigmas_type.as_deref() {
+        None | Some("zero") => Ok(FinalSigma::Zero),
+        Some("sigma_min") => Ok(FinalSigma::SigmaMin),
+        Some(other) => Err(EngineError::field(
+            FILE,
+            "final_sigmas_type",
+            format!("`{other}` is not supported (zero or sigma_min)"),
+        )),
     }
 }
 

@@ -1,9 +1,11 @@
-//! `DPMSolverMultistepScheduler` as DPM-Solver++ 2M (midpoint), final sigma zero.
+//! `DPMSolverMultistepScheduler` as DPM-Solver++ 2M (midpoint), with Karras sigmas,
+//! `final_sigmas_type`, `euler_at_final`, `lower_order_final` and `lambda_min_clipped`.
 
 use candle_core::{Result as CResult, Tensor};
 
 use super::common::{
-    linspace, require, round_even, trailing_timesteps, ClassDefaults, Prediction, Schedule, Spacing,
+    arange_down, final_sigma, karras_sigmas, linspace, require, round_even, sigma_to_t,
+    ClassDefaults, FinalSigma, Prediction, Schedule, Spacing,
 };
 use super::Scheduler;
 use crate::engine::config::SchedulerConfig;
@@ -22,6 +24,7 @@ pub struct DpmSolverPp2m {
     timesteps: Vec<f64>,
     sigmas: Vec<f64>,
     previous: Option<Tensor>,
+    last_first_order: bool,
 }
 
 /// (alpha_t, sigma_t) of the VP process at Karras noise level `sigma`.
@@ -38,12 +41,7 @@ fn lambda(sigma: f64) -> f64 {
 impl DpmSolverPp2m {
     pub fn new(c: &SchedulerConfig, steps: usize) -> Result<Self> {
         let s = Schedule::new(c, &DEFAULTS)?;
-        require(
-            "final_sigmas_type",
-            c.final_sigmas_type.as_deref(),
-            "zero",
-            " with dpmpp-2m",
-        )?;
+        let final_sigma = final_sigma(c)?;
         // The folder's own DPM settings must describe DPM-Solver++ 2M; a folder whose
         // scheduler is another class leaves these unset.
         require(
@@ -66,9 +64,10 @@ impl DpmSolverPp2m {
             " (only midpoint)",
         )?;
         let n = s.train_steps;
-        let timesteps: Vec<f64> = match s.spacing {
+        let last = last_timestep(&s, c.lambda_min_clipped.unwrap_or(f64::NEG_INFINITY));
+        let mut timesteps: Vec<f64> = match s.spacing {
             Spacing::Linspace => {
-                let mut t: Vec<f64> = linspace(0.0, n as f64 - 1.0, steps + 1)
+                let mut t: Vec<f64> = linspace(0.0, last as f64 - 1.0, steps + 1)
                     .into_iter()
                     .map(round_even)
                     .rev()
@@ -77,26 +76,82 @@ impl DpmSolverPp2m {
                 t
             }
             Spacing::Leading => {
-                let ratio = n / (steps + 1);
+                let ratio = last / (steps + 1);
                 (1..=steps)
                     .rev()
                     .map(|i| (i * ratio + s.steps_offset) as f64)
                     .collect()
             }
-            Spacing::Trailing => trailing_timesteps(s.train_steps, steps),
+            Spacing::Trailing => arange_down(last as f64, 0.0, n as f64 / steps as f64)
+                .into_iter()
+                .map(|t| round_even(t) - 1.0)
+                .collect(),
         };
-        let sigmas = s.sigmas_at(&timesteps);
+        let train = s.train_sigmas();
+        let mut sigmas = if s.karras {
+            // The Karras range is the whole training range; timesteps follow the sigmas,
+            // rounded to whole steps.
+            let log: Vec<f32> = train.iter().map(|x| x.ln()).collect();
+            let (lo, hi) = (train[0] as f64, train[n - 1] as f64);
+            let k = karras_sigmas(lo, hi, steps);
+            // diffusers rounds these timesteps except for the cosine schedule, whose
+            // fractional ones its int64 cast truncates.
+            let cosine = c.beta_schedule.as_deref() == Some("squaredcos_cap_v2");
+            timesteps = k
+                .iter()
+                .map(|&x| {
+                    let t = sigma_to_t(x, &log);
+                    if cosine {
+                        t.trunc()
+                    } else {
+                        round_even(t)
+                    }
+                })
+                .collect();
+            let mut k: Vec<f64> = k.into_iter().map(|x| x as f32 as f64).collect();
+            k.push(0.0);
+            k
+        } else {
+            s.sigmas_at(&timesteps)
+        };
+        if final_sigma == FinalSigma::SigmaMin {
+            if let Some(l) = sigmas.last_mut() {
+                *l = train[0] as f64;
+            }
+        }
+        // diffusers' `lower_order_final` rule for the last step: first order when the final
+        // sigma is 0, when `euler_at_final` asks for it, or (by default) for short schedules.
+        let last_first_order = final_sigma == FinalSigma::Zero
+            || c.euler_at_final == Some(true)
+            || (c.lower_order_final.unwrap_or(true) && timesteps.len() < 15);
         Ok(Self {
             prediction: s.prediction,
             timesteps,
             sigmas,
             previous: None,
+            last_first_order,
         })
     }
 
     pub fn sigmas(&self) -> &[f64] {
         &self.sigmas
     }
+}
+
+/// One past the last usable training timestep once `lambda_min_clipped` trims the noisiest
+/// ones (`num_train_timesteps - searchsorted(flip(lambda_t), lambda_min_clipped)`).
+fn last_timestep(s: &Schedule, lambda_min_clipped: f64) -> usize {
+    let n = s.train_steps;
+    if lambda_min_clipped == f64::NEG_INFINITY {
+        return n;
+    }
+    let below = s
+        .alphas_cumprod
+        .iter()
+        .map(|&a| (a.sqrt().ln() - (1.0 - a).sqrt().ln()) as f64)
+        .filter(|&l| l < lambda_min_clipped)
+        .count();
+    n - below.min(n - 1)
 }
 
 impl Scheduler for DpmSolverPp2m {
@@ -122,8 +177,8 @@ impl Scheduler for DpmSolverPp2m {
         let em1 = (-h).exp() - 1.0;
         let ratio = sigma_t / sigma_s0;
         let n = self.timesteps.len();
-        // The last step is first order (final sigma zero); so is the first.
-        let first_order = self.previous.is_none() || (i + 1 == n);
+        // The first step is first order (no history); so is the last, by diffusers' rule.
+        let first_order = self.previous.is_none() || (i + 1 == n && self.last_first_order);
         let out = match (&self.previous, first_order) {
             (Some(prev), false) => {
                 let s1 = self.sigmas[i - 1];

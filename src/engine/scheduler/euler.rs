@@ -1,9 +1,11 @@
-//! `EulerDiscreteScheduler` (s_churn = 0, linear sigma interpolation).
+//! `EulerDiscreteScheduler` (s_churn = 0, linear sigma interpolation, optionally Karras
+//! sigmas and a final sigma of `sigma_min`).
 
 use candle_core::{Result as CResult, Tensor};
 
 use super::common::{
-    linspace, require, round_even, trailing_timesteps, ClassDefaults, Prediction, Schedule, Spacing,
+    final_sigma, interp, karras_sigmas, linspace, require, round_even, sigma_to_t,
+    trailing_timesteps, ClassDefaults, FinalSigma, Prediction, Schedule, Spacing,
 };
 use super::Scheduler;
 use crate::engine::config::SchedulerConfig;
@@ -16,10 +18,13 @@ pub const DEFAULTS: ClassDefaults = ClassDefaults {
     spacing: "linspace",
 };
 
-/// Timesteps and sigmas (with the final 0) shared by Euler and Euler ancestral.
+/// Timesteps and sigmas (with the final sigma) shared by Euler and Euler ancestral.
+/// `karras_option`: whether the class has `use_karras_sigmas` (Euler does, Euler ancestral
+/// does not and, like diffusers, ignores the key).
 pub fn sigma_schedule(
     c: &SchedulerConfig,
     steps: usize,
+    karras_option: bool,
 ) -> Result<(Schedule, Vec<f64>, Vec<f64>, f64)> {
     let s = Schedule::new(c, &DEFAULTS)?;
     require(
@@ -28,14 +33,19 @@ pub fn sigma_schedule(
         "linear",
         "",
     )?;
-    require(
-        "final_sigmas_type",
-        c.final_sigmas_type.as_deref(),
-        "zero",
-        "",
-    )?;
+    let final_sigma = if karras_option {
+        final_sigma(c)?
+    } else {
+        require(
+            "final_sigmas_type",
+            c.final_sigmas_type.as_deref(),
+            "zero",
+            "",
+        )?;
+        FinalSigma::Zero
+    };
     let n = s.train_steps as f64;
-    let timesteps: Vec<f64> = match s.spacing {
+    let mut timesteps: Vec<f64> = match s.spacing {
         Spacing::Linspace => linspace(0.0, n - 1.0, steps)
             .into_iter()
             .rev()
@@ -50,7 +60,30 @@ pub fn sigma_schedule(
         }
         Spacing::Trailing => trailing_timesteps(s.train_steps, steps),
     };
-    let sigmas = s.sigmas_at(&timesteps);
+    let mut sigmas = s.sigmas_at(&timesteps);
+    let train = s.train_sigmas();
+    if karras_option && s.karras {
+        // The Karras range spans the sigmas of the spaced timesteps, unless the config
+        // pins it; timesteps then follow the new sigmas (fractional, as in diffusers).
+        // (np.interp's f64 values, before the f32 rounding of the final array.)
+        let hi = c.sigma_max.unwrap_or_else(|| interp(timesteps[0], &train));
+        let lo = c
+            .sigma_min
+            .unwrap_or_else(|| interp(timesteps[steps - 1], &train));
+        let log: Vec<f32> = train.iter().map(|x| x.ln()).collect();
+        let k = karras_sigmas(lo, hi, steps);
+        timesteps = k
+            .iter()
+            .map(|&x| sigma_to_t(x, &log) as f32 as f64)
+            .collect();
+        sigmas = k.into_iter().map(|x| x as f32 as f64).collect();
+        sigmas.push(0.0);
+    }
+    if final_sigma == FinalSigma::SigmaMin {
+        if let (Some(last), Some(&min)) = (sigmas.last_mut(), train.first()) {
+            *last = min as f64;
+        }
+    }
     let max = sigmas.iter().copied().fold(0.0, f64::max);
     let init = match s.spacing {
         Spacing::Linspace | Spacing::Trailing => max,
@@ -85,7 +118,7 @@ pub struct Euler {
 
 impl Euler {
     pub fn new(c: &SchedulerConfig, steps: usize) -> Result<Self> {
-        let (s, timesteps, sigmas, init) = sigma_schedule(c, steps)?;
+        let (s, timesteps, sigmas, init) = sigma_schedule(c, steps, true)?;
         Ok(Self {
             prediction: s.prediction,
             timesteps,

@@ -23,7 +23,7 @@ pub struct EulerAncestral {
 
 impl EulerAncestral {
     pub fn new(c: &SchedulerConfig, steps: usize, seed: u64) -> Result<Self> {
-        let (s, timesteps, sigmas, init) = sigma_schedule(c, steps)?;
+        let (s, timesteps, sigmas, init) = sigma_schedule(c, steps, false)?;
         Ok(Self {
             prediction: s.prediction,
             timesteps,

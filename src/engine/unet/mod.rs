@@ -260,10 +260,10 @@ impl UNet2DConditionModel {
         kernels: Kernels,
     ) -> std::result::Result<Self, EngineError> {
         let cfg_file = dir.join("config.json");
-        let config: UNetConfig = super::config::read_json(&cfg_file)?;
+        let config: UNetConfig = super::config::read_config(&cfg_file)?;
         let layout = UNetLayout::resolve(&config, &cfg_file)?;
-        let wfile = super::weights::weights_file(dir)?;
-        let vb = super::weights::var_builder(&wfile, dtype, device)?;
-        Self::from_parts(config, layout, kernels, vb).map_err(super::weights::in_file(&wfile))
+        let wfiles = super::weights::weights_files(dir)?;
+        let vb = super::weights::var_builder(&wfiles, dtype, device)?;
+        Self::from_parts(config, layout, kernels, vb).map_err(super::weights::in_file(&wfiles.name))
     }
 }
