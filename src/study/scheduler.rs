@@ -11,13 +11,19 @@
 //!   same pair until their votes arrive; for one participant at a time the two are equal;
 //! - sides are block-randomised per model pair: of every two consecutive assignments of a
 //!   model pair, one shows model A on the left and the other on the right, in random order,
-//!   so sides are random for each assignment and balanced within one per model pair.
+//!   so sides are random for each assignment and balanced within one per model pair;
+//! - under adaptive allocation the model pair comes from `allocation::choose_model_pair`
+//!   (the rules above then pick the prompt and sides within it); otherwise, and for its
+//!   exploration share, fewest-first as above.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;
 use uuid::Uuid;
+
+use super::allocation::{self, Allocation, EXPLORATION, LIVE_ALPHA};
+use crate::stats::sequential::Sequential;
 
 /// A candidate pair with the counts that balance it.
 #[derive(Debug, Clone)]
@@ -46,6 +52,9 @@ pub struct StudyPlan {
     pub model_pair_ids: Vec<Uuid>,
     pub pairs: Vec<PairSlot>,
     pub gold_images: Vec<GoldImage>,
+    pub allocation: Allocation,
+    /// Anytime-valid evidence per model pair (index as in `model_pair_ids`).
+    pub evidence: Vec<Sequential>,
     prompt_issued: Vec<u64>,
     model_pair_issued: Vec<u64>,
     /// The side drawn for the first assignment of the current block of two, per model pair.
@@ -105,6 +114,7 @@ impl StudyPlan {
                 plan.model_pair_ids.push(row.model_pair_id);
                 plan.model_pair_issued.push(0);
                 plan.block_side.push(false);
+                plan.evidence.push(Sequential::new(LIVE_ALPHA, false));
                 plan.model_pair_ids.len() - 1
             });
             plan.prompt_issued[prompt] += row.issued;
@@ -125,6 +135,25 @@ impl StudyPlan {
             plan.gold_images.push(GoldImage { image, prompt });
         }
         plan
+    }
+
+    /// Sets the allocation and seeds the evidence from stored (pair id, wins of image A,
+    /// wins of image B) counts.
+    pub fn with_allocation(mut self, allocation: Allocation, outcomes: &[(Uuid, u64, u64)]) -> Self {
+        self.allocation = allocation;
+        let mut counts = vec![(0u64, 0u64); self.model_pair_ids.len()];
+        for (pair, a, b) in outcomes {
+            if let Some(&i) = self.pair_index.get(pair) {
+                let c = &mut counts[self.pairs[i].model_pair];
+                c.0 += a;
+                c.1 += b;
+            }
+        }
+        self.evidence = counts
+            .into_iter()
+            .map(|(a, b)| Sequential::from_counts(a, b, LIVE_ALPHA))
+            .collect();
+        self
     }
 
     pub fn prompt_text(&self, prompt_id: Uuid) -> Option<&str> {
@@ -151,9 +180,20 @@ impl StudyPlan {
                 broken_side_left: rng.gen_bool(0.5),
             });
         }
+        let focus = match self.allocation {
+            Allocation::Uniform => None,
+            Allocation::Adaptive => {
+                let explore = rng.gen_bool(EXPLORATION);
+                let available = self.available_model_pairs(seen);
+                allocation::choose_model_pair(&self.evidence, &available, LIVE_ALPHA, explore)
+            }
+        };
         let mut best: Option<(usize, (u64, u64, u64))> = None;
         let mut ties = 0u32;
         for (i, slot) in self.pairs.iter().enumerate() {
+            if focus.is_some_and(|mp| mp != slot.model_pair) {
+                continue;
+            }
             if seen.contains(&(
                 self.prompt_ids[slot.prompt],
                 self.model_pair_ids[slot.model_pair],
@@ -206,6 +246,33 @@ impl StudyPlan {
             left_image,
             right_image,
         })
+    }
+
+    /// Per model pair: whether the participant has some prompt of it left to see.
+    fn available_model_pairs(&self, seen: &HashSet<(Uuid, Uuid)>) -> Vec<bool> {
+        let mut available = vec![false; self.model_pair_ids.len()];
+        for slot in &self.pairs {
+            if !available[slot.model_pair]
+                && !seen.contains(&(
+                    self.prompt_ids[slot.prompt],
+                    self.model_pair_ids[slot.model_pair],
+                ))
+            {
+                available[slot.model_pair] = true;
+            }
+        }
+        available
+    }
+
+    /// Adds a decisive vote to the evidence of the pair's model pair (`a_wins`: the pair's
+    /// image A was chosen).
+    pub fn record_outcome(&mut self, pair_id: Uuid, a_wins: bool) {
+        if let Some(&i) = self.pair_index.get(&pair_id) {
+            let mp = self.pairs[i].model_pair;
+            if let Some(e) = self.evidence.get_mut(mp) {
+                e.push(a_wins);
+            }
+        }
     }
 
     /// Takes back an assignment that could not be stored.
