@@ -52,6 +52,16 @@ pub struct CreateArgs {
     /// Do not offer "Both bad".
     #[arg(long)]
     pub no_both_bad: bool,
+    /// uniform (fewest first) or adaptive (undecided model pairs first, 10% uniform).
+    #[arg(long)]
+    pub allocation: Option<String>,
+    /// Close the study once every model pair is decided (anytime-valid test) or the vote
+    /// budget is reached.
+    #[arg(long)]
+    pub stop_when_decided: bool,
+    /// Comparison votes after which a study with --stop-when-decided closes anyway.
+    #[arg(long)]
+    pub vote_budget: Option<i32>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -79,6 +89,9 @@ pub async fn run(cmd: StudyCommand) -> anyhow::Result<()> {
                 completion_url: a.completion_url,
                 allow_tie: !a.no_tie,
                 allow_both_bad: !a.no_both_bad,
+                allocation: a.allocation,
+                stop_when_decided: a.stop_when_decided,
+                vote_budget: a.vote_budget,
             })?;
             let database = open_database(&a.db).await?;
             let study = studies::insert(&database.db.pool, &settings).await?;

@@ -3,6 +3,7 @@
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
+use crate::study::allocation::Allocation;
 use crate::study::{Study, StudyError, StudySettings, StudyStatus};
 
 #[derive(FromRow)]
@@ -22,6 +23,9 @@ struct StudyRow {
     completion_url: String,
     status: String,
     pairs_version: i64,
+    allocation: String,
+    stop_when_decided: bool,
+    vote_budget: Option<i32>,
 }
 
 impl TryFrom<StudyRow> for Study {
@@ -43,20 +47,24 @@ impl TryFrom<StudyRow> for Study {
             completion_url: r.completion_url,
             status: StudyStatus::parse(&r.status)?,
             pairs_version: r.pairs_version,
+            allocation: Allocation::parse(&r.allocation)?,
+            stop_when_decided: r.stop_when_decided,
+            vote_budget: r.vote_budget,
         })
     }
 }
 
 const COLUMNS: &str =
     "id, slug, title, question, instructions, consent_text, notice, votes_per_participant, \
-    allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, status, pairs_version";
+    allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, status, pairs_version, \
+    allocation, stop_when_decided, vote_budget";
 
 type StudyQuery<'q> =
     sqlx::query::QueryAs<'q, sqlx::Postgres, StudyRow, sqlx::postgres::PgArguments>;
 
 /// Binds the settings an insert and an update both write, in this order: title, question,
 /// instructions, consent text, notice, votes per participant, allow tie, allow both bad,
-/// gold rate, completion code, completion URL.
+/// gold rate, completion code, completion URL, allocation, stop when decided, vote budget.
 fn bind_settings<'q>(q: StudyQuery<'q>, s: &'q StudySettings) -> StudyQuery<'q> {
     q.bind(&s.title)
         .bind(&s.question)
@@ -69,6 +77,9 @@ fn bind_settings<'q>(q: StudyQuery<'q>, s: &'q StudySettings) -> StudyQuery<'q> 
         .bind(s.gold_rate)
         .bind(&s.completion_code)
         .bind(&s.completion_url)
+        .bind(s.allocation.as_str())
+        .bind(s.stop_when_decided)
+        .bind(s.vote_budget)
 }
 
 pub async fn insert(
@@ -77,8 +88,9 @@ pub async fn insert(
 ) -> Result<Study, StudyError> {
     let sql = format!(
         "INSERT INTO studies (id, slug, title, question, instructions, consent_text, notice, \
-         votes_per_participant, allow_tie, allow_both_bad, gold_rate, completion_code, completion_url) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+         votes_per_participant, allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, \
+         allocation, stop_when_decided, vote_budget) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING {COLUMNS}"
     );
     let query = sqlx::query_as(&sql)
         .bind(Uuid::new_v4())
@@ -98,7 +110,8 @@ pub async fn update(pool: &PgPool, id: Uuid, s: &StudySettings) -> Result<Study,
     let sql = format!(
         "UPDATE studies SET title = $2, question = $3, instructions = $4, consent_text = $5, notice = $6, \
          votes_per_participant = $7, allow_tie = $8, allow_both_bad = $9, gold_rate = $10, \
-         completion_code = $11, completion_url = $12 WHERE id = $1 RETURNING {COLUMNS}"
+         completion_code = $11, completion_url = $12, allocation = $13, stop_when_decided = $14, \
+         vote_budget = $15 WHERE id = $1 RETURNING {COLUMNS}"
     );
     let query = sqlx::query_as(&sql).bind(id);
     let row: StudyRow = bind_settings(query, s)
@@ -151,4 +164,51 @@ pub async fn set_status(
         return Err(StudyError::NotFound(format!("study '{slug}'")));
     }
     Ok(())
+}
+
+/// The stopping rule fired: no new participants from now on. (Closes the study; with a
+/// "closing" state, participants in progress would finish first.) Only an open study
+/// changes, so a study an admin closed or reopened meanwhile is left as it is.
+pub async fn close_study_when_decided(pool: &PgPool, study_id: Uuid) -> Result<bool, StudyError> {
+    let done = sqlx::query("UPDATE studies SET status = 'closed' WHERE id = $1 AND status = 'open'")
+        .bind(study_id)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Decisive outcomes per candidate pair: (pair id, votes for image A, votes for image B);
+/// ties, both-bad and gold checks are not counted.
+pub async fn pair_outcomes(pool: &PgPool, study_id: Uuid) -> Result<Vec<(Uuid, u64, u64)>, StudyError> {
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT p.id, \
+           count(*) FILTER (WHERE (v.choice = 'left' AND a.left_image = p.image_a) \
+                               OR (v.choice = 'right' AND a.right_image = p.image_a)), \
+           count(*) FILTER (WHERE (v.choice = 'left' AND a.left_image = p.image_b) \
+                               OR (v.choice = 'right' AND a.right_image = p.image_b)) \
+         FROM pairs p JOIN assignments a ON a.pair_id = p.id JOIN votes v ON v.assignment_id = a.id \
+         WHERE p.study_id = $1 GROUP BY p.id",
+    )
+    .bind(study_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, a, b)| (id, a.max(0) as u64, b.max(0) as u64))
+        .collect())
+}
+
+/// For a just-recorded vote: whether the pair's image A won (`None` for a tie, both-bad or
+/// gold check).
+pub async fn vote_outcome(pool: &PgPool, assignment_id: Uuid) -> Result<Option<bool>, StudyError> {
+    let won: Option<Option<bool>> = sqlx::query_scalar(
+        "SELECT CASE WHEN v.choice IN ('left', 'right') THEN \
+           (CASE WHEN v.choice = 'left' THEN a.left_image ELSE a.right_image END) = p.image_a END \
+         FROM votes v JOIN assignments a ON a.id = v.assignment_id JOIN pairs p ON p.id = a.pair_id \
+         WHERE v.assignment_id = $1",
+    )
+    .bind(assignment_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(won.flatten())
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::db::{participation as q, studies, Db};
 
+use super::allocation::{self, Allocation};
 use super::scheduler::{lock, Pick, Scheduler, StudyPlan};
 use super::{Choice, ExternalIds, Study, StudyError, StudyStatus};
 
@@ -85,11 +86,13 @@ async fn plan_for(
         return Ok(plan);
     }
     let (rows, gold) = q::load_plan_rows(&db.pool, study_id).await?;
+    let outcomes = studies::pair_outcomes(&db.pool, study_id).await?;
     // Loading is not atomic with the version read; re-read it so a concurrent import is not missed.
     let version_now = q::pairs_version(&db.pool, study_id).await?;
     Ok(scheduler.install(
         study_id,
-        StudyPlan::new(version_now.min(version), rows, gold),
+        StudyPlan::new(version_now.min(version), rows, gold)
+            .with_allocation(Allocation::Uniform, &outcomes),
     ))
 }
 
@@ -147,6 +150,8 @@ async fn next_inner(
     for _ in 0..2 {
         let (pick, prompt) = {
             let mut plan = lock(&plan);
+            // The setting can change while the plan stays loaded: take it from the study.
+            plan.allocation = study.allocation;
             let Some(pick) = plan.pick(&seen, study.gold_rate, &mut rand::thread_rng()) else {
                 break;
             };
@@ -225,6 +230,38 @@ async fn next_inner(
     Ok((study, done))
 }
 
+/// Feeds a recorded vote into the plan's anytime-valid evidence and applies the study's
+/// stopping rule (every model pair decided, or the vote budget reached).
+async fn after_decisive_vote(
+    db: &Db,
+    plan: &std::sync::Arc<std::sync::Mutex<StudyPlan>>,
+    study_id: Uuid,
+    pair: Uuid,
+    assignment_id: Uuid,
+) -> Result<(), StudyError> {
+    if let Some(a_wins) = studies::vote_outcome(&db.pool, assignment_id).await? {
+        lock(plan).record_outcome(pair, a_wins);
+    }
+    let study = studies::by_id(&db.pool, study_id).await?;
+    if !study.stop_when_decided || study.status != StudyStatus::Open {
+        return Ok(());
+    }
+    let stop = {
+        let plan = lock(plan);
+        let votes: u64 = plan.pairs.iter().map(|p| p.votes).sum();
+        allocation::should_stop(
+            &plan.evidence,
+            allocation::LIVE_ALPHA,
+            votes,
+            study.vote_budget.map(|b| b.max(0) as u64),
+        )
+    };
+    if stop && studies::close_study_when_decided(&db.pool, study_id).await? {
+        tracing::info!(study = %study.slug, "stopping rule met: study closed");
+    }
+    Ok(())
+}
+
 /// Records a vote exactly once.
 pub async fn vote(
     db: &Db,
@@ -254,6 +291,7 @@ pub async fn vote(
         if let (Some(pair), Some(study)) = (r.pair_id, r.study_id) {
             if let Some(plan) = scheduler.get(study) {
                 lock(&plan).record_vote(pair);
+                after_decisive_vote(db, &plan, study, pair, assignment_id).await?;
             }
         }
         return Ok(VoteOutcome::Recorded);

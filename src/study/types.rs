@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::allocation::Allocation;
 use super::StudyError;
 pub use crate::report::votes::Choice;
 
@@ -89,6 +90,11 @@ pub struct StudyForm {
     pub completion_url: Option<String>,
     pub allow_tie: bool,
     pub allow_both_bad: bool,
+    /// `uniform` (the default) or `adaptive`.
+    pub allocation: Option<String>,
+    /// Close the study once every model pair is decided or `vote_budget` votes are in.
+    pub stop_when_decided: bool,
+    pub vote_budget: Option<i32>,
 }
 
 /// A study's settings that passed every rule.
@@ -106,6 +112,9 @@ pub struct StudySettings {
     pub completion_url: String,
     pub allow_tie: bool,
     pub allow_both_bad: bool,
+    pub allocation: Allocation,
+    pub stop_when_decided: bool,
+    pub vote_budget: Option<i32>,
 }
 
 pub const DEFAULT_QUESTION: &str = "Which image matches the prompt better and looks better?";
@@ -164,6 +173,16 @@ impl TryFrom<StudyForm> for StudySettings {
                 "must be at most 64 letters, digits, '-' or '_'",
             ));
         }
+        let allocation = match form.allocation.as_deref().map(str::trim) {
+            None | Some("") => Allocation::Uniform,
+            Some(a) => Allocation::parse(a)?,
+        };
+        if let Some(b) = form.vote_budget.filter(|b| *b < 1) {
+            return Err(StudyError::invalid(
+                "vote_budget",
+                format!("{b} is not a positive number of votes"),
+            ));
+        }
         let completion_url = non_empty(form.completion_url, DEFAULT_COMPLETION_URL);
         if !(completion_url.starts_with("https://") || completion_url.starts_with("http://")) {
             return Err(StudyError::invalid(
@@ -187,6 +206,9 @@ impl TryFrom<StudyForm> for StudySettings {
             completion_url,
             allow_tie: form.allow_tie,
             allow_both_bad: form.allow_both_bad,
+            allocation,
+            stop_when_decided: form.stop_when_decided,
+            vote_budget: form.vote_budget,
         })
     }
 }
@@ -218,6 +240,9 @@ pub struct Study {
     pub completion_url: String,
     pub status: StudyStatus,
     pub pairs_version: i64,
+    pub allocation: Allocation,
+    pub stop_when_decided: bool,
+    pub vote_budget: Option<i32>,
 }
 
 impl Study {
