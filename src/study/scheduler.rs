@@ -200,11 +200,17 @@ impl StudyPlan {
             )) {
                 continue;
             }
-            let key = (
-                self.model_pair_issued[slot.model_pair],
-                self.prompt_issued[slot.prompt],
-                slot.issued,
-            );
+            let key = if focus.is_some() {
+                // Within the chosen model pair its own least-shown prompt comes first, so
+                // prompts stay balanced within the pair however uneven the pairs are.
+                (slot.issued, self.prompt_issued[slot.prompt], 0)
+            } else {
+                (
+                    self.model_pair_issued[slot.model_pair],
+                    self.prompt_issued[slot.prompt],
+                    slot.issued,
+                )
+            };
             match &best {
                 Some((_, k)) if key > *k => {}
                 Some((_, k)) if key == *k => {
