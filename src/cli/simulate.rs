@@ -325,12 +325,18 @@ fn parallel<T: Send>(n: u64, f: impl Fn(u64) -> T + Sync) -> Vec<T> {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let f = &f;
-                scope.spawn(move || (t..n).step_by(threads as usize).map(|i| (i, f(i))).collect())
+                scope.spawn(move || {
+                    (t..n)
+                        .step_by(threads as usize)
+                        .map(|i| (i, f(i)))
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            // A panic in a run is a bug: pass it on rather than report partial figures.
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
     let mut all: Vec<(u64, T)> = chunks.drain(..).flatten().collect();
