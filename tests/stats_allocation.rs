@@ -109,7 +109,11 @@ fn adaptive_keeps_every_scheduling_guarantee() {
     let obs = run(&mut s, 60, 25, 3);
     for mp in 0..3 {
         // Sides: within one per model pair at every moment.
-        assert!(obs.max_side_gap[mp] <= 1, "model pair {mp}: side gap {}", obs.max_side_gap[mp]);
+        assert!(
+            obs.max_side_gap[mp] <= 1,
+            "model pair {mp}: side gap {}",
+            obs.max_side_gap[mp]
+        );
         // Prompts: within one inside each model pair.
         let mut counts: Vec<u64> = obs
             .per_mp_prompt
@@ -142,7 +146,11 @@ fn adaptive_sends_votes_to_undecided_pairs_and_uniform_does_not() {
     // Uniform: every model pair exactly a third.
     assert_eq!(u.per_mp[0], u.per_mp[2], "{:?}", u.per_mp);
     assert_eq!(u.per_mp[1], u.per_mp[2], "{:?}", u.per_mp);
-    assert!(share(&a) > 0.85, "adaptive gave the open pair {:?}", a.per_mp);
+    assert!(
+        share(&a) > 0.85,
+        "adaptive gave the open pair {:?}",
+        a.per_mp
+    );
 }
 
 #[test]

@@ -71,7 +71,11 @@ async fn study_closes_exactly_when_every_pair_is_decided() {
     // 1/alpha = 20 at n = 8 (256 / 9), not at n = 7 (128 / 8).
     for n in 1..=7 {
         vote_for(&app, &token, "a", None).await;
-        assert_eq!(status(&app, "stops").await, "open", "closed after {n} votes");
+        assert_eq!(
+            status(&app, "stops").await,
+            "open",
+            "closed after {n} votes"
+        );
     }
     vote_for(&app, &token, "a", None).await;
     assert_eq!(status(&app, "stops").await, "closed");
@@ -117,7 +121,11 @@ async fn study_closes_at_its_vote_budget() {
     // Ties decide nothing; only the budget can stop this study.
     for n in 1..=4 {
         vote_for(&app, &token, "a", Some("tie")).await;
-        assert_eq!(status(&app, "budget").await, "open", "closed after {n} votes");
+        assert_eq!(
+            status(&app, "budget").await,
+            "open",
+            "closed after {n} votes"
+        );
     }
     vote_for(&app, &token, "a", Some("tie")).await;
     assert_eq!(status(&app, "budget").await, "closed");

@@ -469,5 +469,8 @@ fn sequential_results_follow_time_order_and_match_reference() {
         let (t, f) = (t.sequential.as_ref(), f.sequential.as_ref());
         t.map(|s| (s.p_value, s.cs)) != f.map(|s| (s.p_value, s.cs))
     });
-    assert!(differs, "time order and file order gave the same sequential results");
+    assert!(
+        differs,
+        "time order and file order gave the same sequential results"
+    );
 }

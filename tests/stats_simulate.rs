@@ -70,7 +70,10 @@ fn bad_model_lists_are_named() {
         ("A=1000,B=x", "rating of 'B=x'"),
         ("A=1000,A=900", "not used twice"),
     ] {
-        let err = parse_models(input).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = parse_models(input)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains(needle), "{input}: {err}");
     }
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::stats::binomial::binom_test_two_sided;
 use crate::study::allocation::{decided, Allocation, LIVE_ALPHA};
-use crate::study::scheduler::{Pick, PairRow, StudyPlan};
+use crate::study::scheduler::{PairRow, Pick, StudyPlan};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -378,7 +378,10 @@ pub fn simulate(s: &Settings) -> Summary {
         alpha: LIVE_ALPHA,
         runs: s.runs,
         max_votes: s.max_votes,
-        all_decided: share(results.iter().filter(|r| r.decided_at.is_some()).count(), s.runs),
+        all_decided: share(
+            results.iter().filter(|r| r.decided_at.is_some()).count(),
+            s.runs,
+        ),
         votes_mean: votes.iter().sum::<u64>() as f64 / votes.len().max(1) as f64,
         votes_p10: q(0.1),
         votes_p50: q(0.5),

@@ -170,16 +170,20 @@ pub async fn set_status(
 /// "closing" state, participants in progress would finish first.) Only an open study
 /// changes, so a study an admin closed or reopened meanwhile is left as it is.
 pub async fn close_study_when_decided(pool: &PgPool, study_id: Uuid) -> Result<bool, StudyError> {
-    let done = sqlx::query("UPDATE studies SET status = 'closed' WHERE id = $1 AND status = 'open'")
-        .bind(study_id)
-        .execute(pool)
-        .await?;
+    let done =
+        sqlx::query("UPDATE studies SET status = 'closed' WHERE id = $1 AND status = 'open'")
+            .bind(study_id)
+            .execute(pool)
+            .await?;
     Ok(done.rows_affected() > 0)
 }
 
 /// Decisive outcomes per candidate pair: (pair id, votes for image A, votes for image B);
 /// ties, both-bad and gold checks are not counted.
-pub async fn pair_outcomes(pool: &PgPool, study_id: Uuid) -> Result<Vec<(Uuid, u64, u64)>, StudyError> {
+pub async fn pair_outcomes(
+    pool: &PgPool,
+    study_id: Uuid,
+) -> Result<Vec<(Uuid, u64, u64)>, StudyError> {
     let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
         "SELECT p.id, \
            count(*) FILTER (WHERE (v.choice = 'left' AND a.left_image = p.image_a) \

@@ -170,13 +170,18 @@ mod tests {
         for (s, f) in [(7u64, 3u64), (0, 12), (40, 0), (1, 1000), (500, 480)] {
             let [lo, hi] = cs_at(s, f, alpha);
             let ratio = |p: f64| {
-                ln_beta(s as f64 + 1.0, f as f64 + 1.0) - s as f64 * p.ln() - f as f64 * (1.0 - p).ln()
+                ln_beta(s as f64 + 1.0, f as f64 + 1.0)
+                    - s as f64 * p.ln()
+                    - f as f64 * (1.0 - p).ln()
             };
             let mode = s as f64 / (s + f) as f64;
             assert!(lo <= mode && mode <= hi, "({s}, {f}): {lo} {hi}");
             for edge in [lo, hi] {
                 if edge > 0.0 && edge < 1.0 {
-                    assert!((ratio(edge) + alpha.ln()).abs() < 1e-8, "({s}, {f}) at {edge}");
+                    assert!(
+                        (ratio(edge) + alpha.ln()).abs() < 1e-8,
+                        "({s}, {f}) at {edge}"
+                    );
                 }
             }
         }

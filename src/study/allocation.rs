@@ -71,8 +71,7 @@ pub fn expected_shrink(wins_a: u64, wins_b: u64, alpha: f64) -> f64 {
         hi - lo
     };
     let p = (wins_a as f64 + 1.0) / ((wins_a + wins_b) as f64 + 2.0);
-    width(wins_a, wins_b)
-        - (p * width(wins_a + 1, wins_b) + (1.0 - p) * width(wins_a, wins_b + 1))
+    width(wins_a, wins_b) - (p * width(wins_a + 1, wins_b) + (1.0 - p) * width(wins_a, wins_b + 1))
 }
 
 /// The model pair the next comparison should come from, or `None` to leave the choice to
@@ -119,16 +118,25 @@ mod tests {
         // Pair 0 is far past any threshold (90 of 100); pair 1 is open.
         let e = evidence(&[(90, 10), (30, 28)]);
         assert_eq!(decided(&e, LIVE_ALPHA), vec![true, false]);
-        assert_eq!(choose_model_pair(&e, &[true, true], LIVE_ALPHA, false), Some(1));
+        assert_eq!(
+            choose_model_pair(&e, &[true, true], LIVE_ALPHA, false),
+            Some(1)
+        );
         // Exploring or nothing available: the scheduler's fewest-first decides.
         assert_eq!(choose_model_pair(&e, &[true, true], LIVE_ALPHA, true), None);
-        assert_eq!(choose_model_pair(&e, &[true, false], LIVE_ALPHA, false), None);
+        assert_eq!(
+            choose_model_pair(&e, &[true, false], LIVE_ALPHA, false),
+            None
+        );
     }
 
     #[test]
     fn the_pair_with_fewer_votes_shrinks_more() {
         let e = evidence(&[(60, 55), (6, 5)]);
-        assert_eq!(choose_model_pair(&e, &[true, true], LIVE_ALPHA, false), Some(1));
+        assert_eq!(
+            choose_model_pair(&e, &[true, true], LIVE_ALPHA, false),
+            Some(1)
+        );
         assert!(expected_shrink(6, 5, LIVE_ALPHA) > expected_shrink(60, 55, LIVE_ALPHA));
     }
 
@@ -146,8 +154,14 @@ mod tests {
 
     #[test]
     fn allocation_parses_and_names_itself() {
-        assert_eq!(Allocation::parse("adaptive").ok(), Some(Allocation::Adaptive));
-        assert_eq!(Allocation::parse(" uniform").ok(), Some(Allocation::Uniform));
+        assert_eq!(
+            Allocation::parse("adaptive").ok(),
+            Some(Allocation::Adaptive)
+        );
+        assert_eq!(
+            Allocation::parse(" uniform").ok(),
+            Some(Allocation::Uniform)
+        );
         let err = Allocation::parse("greedy").err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("allocation") && e.contains("greedy")));
         assert_eq!(Allocation::Adaptive.as_str(), "adaptive");

@@ -139,7 +139,11 @@ impl StudyPlan {
 
     /// Sets the allocation and seeds the evidence from stored (pair id, wins of image A,
     /// wins of image B) counts.
-    pub fn with_allocation(mut self, allocation: Allocation, outcomes: &[(Uuid, u64, u64)]) -> Self {
+    pub fn with_allocation(
+        mut self,
+        allocation: Allocation,
+        outcomes: &[(Uuid, u64, u64)],
+    ) -> Self {
         self.allocation = allocation;
         let mut counts = vec![(0u64, 0u64); self.model_pair_ids.len()];
         for (pair, a, b) in outcomes {
