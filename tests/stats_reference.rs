@@ -111,7 +111,35 @@ fn assert_pairs(context: &str, actual: &[PairStats], expected: &Value) {
             "{what}: significant"
         );
         assert_eq!(a.n_needed, e["n_needed"].as_u64(), "{what}: n_needed");
+        assert_sequential(&what, a, &e["sequential"]);
     }
+}
+
+/// The anytime-valid fields against the scipy replay of the same votes in time order.
+fn assert_sequential(what: &str, a: &PairStats, e: &Value) {
+    let Some(seq) = &a.sequential else {
+        assert!(e.is_null(), "{what}: expected sequential {e}, got null");
+        return;
+    };
+    assert!(!e.is_null(), "{what}: expected no sequential results");
+    assert_close(
+        &format!("{what} sequential p_value"),
+        Some(seq.p_value),
+        &e["p_value"],
+        P_TOL,
+    );
+    assert_close(
+        &format!("{what} sequential p_holm"),
+        Some(seq.p_holm),
+        &e["p_holm"],
+        P_TOL,
+    );
+    assert_interval(&format!("{what} sequential cs"), Some(seq.cs), &e["cs"]);
+    assert_eq!(
+        Some(seq.decided),
+        e["decided"].as_bool(),
+        "{what}: sequential decided"
+    );
 }
 
 fn check(name: &str, exclude_failed_gold: bool) -> Report {
@@ -411,4 +439,38 @@ fn zero_decisive_votes_give_nulls() {
     assert_eq!(r.position_bias.p_value, None);
     // All ties: both models are exactly equal.
     assert!(r.models.iter().all(|m| (m.rating - 1000.0).abs() < 1e-9));
+}
+
+#[test]
+fn sequential_results_follow_time_order_and_match_reference() {
+    let r = check("sequential", false);
+    let decided: Vec<bool> = r
+        .pairs
+        .iter()
+        .map(|p| p.sequential.as_ref().is_some_and(|s| s.decided))
+        .collect();
+    // A vs B (68%) is decided, B vs C (50%) is not: the fixture exercises both outcomes.
+    assert_eq!(decided.first(), Some(&true), "{decided:?}");
+    assert_eq!(decided.last(), Some(&false), "{decided:?}");
+    // The file is shuffled: replaying it in file order gives other results, so matching
+    // the reference shows the votes were taken in created_at order.
+    let path = fixture("sequential.csv");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut votes = read_votes_csv(file, "sequential").unwrap_or_else(|e| panic!("{e}"));
+    for v in &mut votes {
+        v.created_at = None;
+    }
+    let settings = ReportSettings {
+        bootstrap: 0,
+        ..ReportSettings::default()
+    };
+    let file_order = build_report(&votes, &settings).unwrap_or_else(|e| panic!("{e}"));
+    let differs = r.pairs.iter().zip(&file_order.pairs).any(|(t, f)| {
+        let (t, f) = (t.sequential.as_ref(), f.sequential.as_ref());
+        t.map(|s| (s.p_value, s.cs)) != f.map(|s| (s.p_value, s.cs))
+    });
+    assert!(
+        differs,
+        "time order and file order gave the same sequential results"
+    );
 }

@@ -337,6 +337,11 @@ fn schema_file_matches_the_serialised_report() {
         &props["settings"]["properties"]["anchor"]["oneOf"][1],
     );
     assert_keys_match("pair", &v["pairs"][0], &schema["$defs"]["pair"]);
+    assert_keys_match(
+        "sequential",
+        &v["pairs"][0]["sequential"],
+        &schema["$defs"]["sequential"],
+    );
     assert_keys_match("model", &v["models"][0], &props["models"]["items"]);
     assert_keys_match(
         "component",

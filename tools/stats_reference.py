@@ -12,6 +12,11 @@ Sources of truth:
   p-values           scipy.stats.binomtest(k, n, 0.5).pvalue (two-sided)
   intervals          statsmodels proportion_confint(method="wilson" / "beta")
   Holm               statsmodels multipletests(method="holm")
+  sequential         written here from the definitions with scipy.special.betaln and
+                     scipy.optimize.brentq: Beta(1,1) mixture likelihood ratio against 1/2
+                     over the decisive votes in created_at order (file order breaks ties,
+                     rows without a time first), its running-minimum p-value, the
+                     confidence sequence intersected over every look, Holm across pairs
   Fleiss' kappa      statsmodels fleiss_kappa (items with the modal number of raters)
   Krippendorff       krippendorff.alpha(reliability_data, level_of_measurement="nominal")
   Bradley-Terry      written here: scipy.optimize.minimize (trust-exact) on the
@@ -20,6 +25,7 @@ Sources of truth:
 """
 
 import csv
+import datetime
 import json
 import math
 import os
@@ -27,7 +33,7 @@ import sys
 
 import krippendorff
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from statsmodels.stats.inter_rater import fleiss_kappa
@@ -116,7 +122,29 @@ def datasets():
                                            participants=1, prompts=5, n_per_participant=40), 0.05)
     nodec = [vote(f"u{i % 3}", f"q{i % 2}", "X", "Y", ["tie", "both_bad"][i % 2]) for i in range(10)]
     sets["no_decisive"] = (nodec, 0.05)
+    sets["sequential"] = (sequential_rows(), 0.05)
     return sets
+
+
+def sequential_rows():
+    """Votes whose file order is not their time order (shuffled, with equal times and a few
+    rows without a time), one clear pair and one close pair, so the anytime-valid results
+    depend on the order rule."""
+    rng = np.random.default_rng(16)
+    rows = []
+    t0 = 1_790_000_000
+    for i in range(900):
+        a, b, pa = [("A", "B", 0.68), ("A", "C", 0.53), ("B", "C", 0.5)][i % 3]
+        u = rng.random()
+        choice = "tie" if u < 0.08 else ("left" if rng.random() < pa else "right")
+        left, right = (a, b) if rng.random() < 0.5 else (b, a)
+        if choice in ("left", "right") and left != a:
+            choice = "right" if choice == "left" else "left"
+        # Several votes share one second; every 97th row has no time at all.
+        at = "" if i % 97 == 5 else np.datetime_as_string(np.datetime64(t0 + i // 3 * 7, "s")) + "Z"
+        rows.append(vote(f"s{i % 37:02d}", f"q{i % 11:02d}", left, right, choice, "", False, 900, at))
+    order = rng.permutation(len(rows))
+    return [rows[j] for j in order]
 
 
 # ---------------------------------------------------------------- statistics
@@ -166,7 +194,56 @@ def pair_table(rows, alpha):
     for e in out:
         e.setdefault("p_holm", None)
         e.setdefault("significant", False)
+    seq = sequential_table(rows, alpha)
+    if tested:
+        adj = multipletests([seq[(e["model_a"], e["model_b"])][0] for e in tested],
+                            alpha=alpha, method="holm")[1]
+        for e, p in zip(tested, adj):
+            p_value, cs = seq[(e["model_a"], e["model_b"])]
+            e["sequential"] = dict(p_value=p_value, p_holm=float(p), cs=cs, decided=bool(p < alpha))
+    for e in out:
+        e.setdefault("sequential", None)
     return out
+
+
+def time_key(v):
+    at = v["created_at"]
+    if not at:
+        return (0, 0)
+    t = datetime.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    return (1, t.timestamp())
+
+
+def cs_edges(s, f, alpha):
+    """The p with betaln(s+1, f+1) - s ln p - f ln(1-p) = ln(1/alpha), either side of s/n."""
+    if s + f == 0:
+        return [0.0, 1.0]
+    c = special.betaln(s + 1, f + 1) + math.log(alpha)
+    def h(p):
+        return (s * math.log(p) if s else 0.0) + (f * math.log1p(-p) if f else 0.0) - c
+    mode = s / (s + f)
+    lo = 0.0 if s == 0 else optimize.brentq(h, 1e-300, mode, xtol=1e-15, maxiter=500)
+    hi = 1.0 if f == 0 else optimize.brentq(h, mode, 1 - 1e-16, xtol=1e-15, maxiter=500)
+    return [lo, hi]
+
+
+def sequential_table(rows, alpha):
+    """(anytime-valid p-value, confidence sequence) per pair."""
+    ordered = sorted(rows, key=time_key)  # sorted() is stable: file order breaks ties
+    state = {}
+    for v in ordered:
+        o = outcome(v)
+        if o not in ("a", "b"):
+            continue
+        key = pair_key(v["model_left"], v["model_right"])
+        st = state.setdefault(key, dict(s=0, f=0, max_ln=0.0, lo=0.0, hi=1.0))
+        st["s" if o == "a" else "f"] += 1
+        ln_lr = special.betaln(st["s"] + 1, st["f"] + 1) + (st["s"] + st["f"]) * math.log(2.0)
+        st["max_ln"] = max(st["max_ln"], ln_lr)
+        lo, hi = cs_edges(st["s"], st["f"], alpha)
+        st["lo"], st["hi"] = max(st["lo"], lo), min(st["hi"], hi)
+    return {k: (float(min(1.0, math.exp(-st["max_ln"]))), [float(st["lo"]), float(st["hi"])])
+            for k, st in state.items()}
 
 
 def n_needed(p1, alpha):

@@ -14,6 +14,7 @@ pub mod model;
 pub mod prompts;
 pub mod report;
 pub mod serve;
+pub mod simulate;
 pub mod study;
 pub mod worker;
 
@@ -70,6 +71,9 @@ pub enum Command {
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Simulated studies through the real scheduler and statistics: votes until every
+    /// pair is decided, wrong decisions, type-I error under repeated looks.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Runs a parsed command line.
@@ -90,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => block_on(worker::run(args)),
         Command::Distill(cmd) => distill::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Simulate(args) => simulate::run(args),
     }
 }
 

@@ -54,6 +54,16 @@ pub struct CreateArgs {
     /// Do not offer "Both bad".
     #[arg(long)]
     pub no_both_bad: bool,
+    /// uniform (fewest first) or adaptive (undecided model pairs first, 10% uniform).
+    #[arg(long)]
+    pub allocation: Option<String>,
+    /// Close the study once every model pair is decided (anytime-valid test) or the vote
+    /// budget is reached.
+    #[arg(long)]
+    pub stop_when_decided: bool,
+    /// Comparison votes after which a study with --stop-when-decided closes anyway.
+    #[arg(long)]
+    pub vote_budget: Option<i32>,
     /// Votes faster than this (milliseconds) are flagged as fast.
     #[arg(long, default_value_t = crate::study::DEFAULT_FAST_VOTE_MS)]
     pub fast_vote_ms: i32,
@@ -100,6 +110,9 @@ pub async fn run(cmd: StudyCommand) -> anyhow::Result<()> {
                 allow_both_bad: !a.no_both_bad,
                 fast_vote_ms: Some(a.fast_vote_ms),
                 assignment_timeout_s: Some(a.assignment_timeout_s),
+                allocation: a.allocation,
+                stop_when_decided: a.stop_when_decided,
+                vote_budget: a.vote_budget,
             })?;
             let database = open_database(&a.db).await?;
             let study = studies::insert(&database.db.pool, &settings).await?;

@@ -221,6 +221,10 @@ pub struct VoteResult {
     pub study_id: Option<Uuid>,
     /// The pair's model A was on the left.
     pub a_left: Option<bool>,
+    /// The study's stopping rule, for the scheduler to apply after the vote.
+    pub stop_when_decided: bool,
+    pub vote_budget: Option<i32>,
+    pub status_open: bool,
 }
 
 /// Records a vote if the assignment exists, belongs to the token's participant, its study
@@ -242,6 +246,7 @@ pub async fn record_vote(
     let row = sqlx::query_as::<_, VoteResult>(
         "WITH a AS ( \
            SELECT a.id, a.participant_id, a.pair_id, a.study_id, a.left_image, s.fast_vote_ms, \
+             s.stop_when_decided, s.vote_budget, s.status = 'open' AS status_open, \
              EXISTS (SELECT 1 FROM participant_tokens t WHERE t.participant_id = a.participant_id AND t.token_hash = $2) AS mine, \
              s.status IN ('open', 'closing') AS study_open, \
              ($3 IN ('left', 'right') OR ($3 = 'tie' AND s.allow_tie) OR ($3 = 'both_bad' AND s.allow_both_bad)) AS allowed, \
@@ -271,7 +276,9 @@ pub async fn record_vote(
            COALESCE((SELECT study_open FROM a), FALSE) AS study_open, COALESCE((SELECT allowed FROM a), FALSE) AS allowed, \
            COALESCE((SELECT room FROM a), FALSE) AS room, COALESCE((SELECT voted FROM a), FALSE) AS voted, \
            EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT pair_id FROM a) AS pair_id, (SELECT study_id FROM a) AS study_id, \
-           (SELECT p.image_a = a.left_image FROM a JOIN pairs p ON p.id = a.pair_id) AS a_left",
+           (SELECT p.image_a = a.left_image FROM a JOIN pairs p ON p.id = a.pair_id) AS a_left, \
+           COALESCE((SELECT stop_when_decided FROM a), FALSE) AS stop_when_decided, \
+           (SELECT vote_budget FROM a) AS vote_budget, COALESCE((SELECT status_open FROM a), FALSE) AS status_open",
     )
     .bind(assignment_id)
     .bind(token_hash)

@@ -3,6 +3,7 @@
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
+use crate::study::allocation::Allocation;
 use crate::study::{Study, StudyError, StudySettings, StudyStatus};
 
 /// A study as stored; other queries embed it (`#[sqlx(flatten)]`) with [`COLUMNS_OF_S`].
@@ -25,6 +26,9 @@ pub struct StudyRow {
     pairs_version: i64,
     fast_vote_ms: i32,
     assignment_timeout_s: i32,
+    allocation: String,
+    stop_when_decided: bool,
+    vote_budget: Option<i32>,
 }
 
 impl TryFrom<StudyRow> for Study {
@@ -48,6 +52,9 @@ impl TryFrom<StudyRow> for Study {
             pairs_version: r.pairs_version,
             fast_vote_ms: r.fast_vote_ms,
             assignment_timeout_s: r.assignment_timeout_s,
+            allocation: Allocation::parse(&r.allocation)?,
+            stop_when_decided: r.stop_when_decided,
+            vote_budget: r.vote_budget,
         })
     }
 }
@@ -56,19 +63,20 @@ impl TryFrom<StudyRow> for Study {
 pub const COLUMNS_OF_S: &str =
     "s.id, s.slug, s.title, s.question, s.instructions, s.consent_text, s.notice, s.votes_per_participant, \
     s.allow_tie, s.allow_both_bad, s.gold_rate, s.completion_code, s.completion_url, s.status, s.pairs_version, \
-    s.fast_vote_ms, s.assignment_timeout_s";
+    s.fast_vote_ms, s.assignment_timeout_s, s.allocation, s.stop_when_decided, s.vote_budget";
 
 const COLUMNS: &str =
     "id, slug, title, question, instructions, consent_text, notice, votes_per_participant, \
     allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, status, pairs_version, fast_vote_ms, \
-    assignment_timeout_s";
+    assignment_timeout_s, allocation, stop_when_decided, vote_budget";
 
 type StudyQuery<'q> =
     sqlx::query::QueryAs<'q, sqlx::Postgres, StudyRow, sqlx::postgres::PgArguments>;
 
 /// Binds the settings an insert and an update both write, in this order: title, question,
 /// instructions, consent text, notice, votes per participant, allow tie, allow both bad,
-/// gold rate, completion code, completion URL, fast-vote threshold, assignment timeout.
+/// gold rate, completion code, completion URL, fast-vote threshold, assignment timeout,
+/// allocation, stop when decided, vote budget.
 fn bind_settings<'q>(q: StudyQuery<'q>, s: &'q StudySettings) -> StudyQuery<'q> {
     q.bind(&s.title)
         .bind(&s.question)
@@ -83,6 +91,9 @@ fn bind_settings<'q>(q: StudyQuery<'q>, s: &'q StudySettings) -> StudyQuery<'q> 
         .bind(&s.completion_url)
         .bind(s.fast_vote_ms)
         .bind(s.assignment_timeout_s)
+        .bind(s.allocation.as_str())
+        .bind(s.stop_when_decided)
+        .bind(s.vote_budget)
 }
 
 pub async fn insert(
@@ -92,8 +103,8 @@ pub async fn insert(
     let sql = format!(
         "INSERT INTO studies (id, slug, title, question, instructions, consent_text, notice, \
          votes_per_participant, allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, \
-         fast_vote_ms, assignment_timeout_s) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {COLUMNS}"
+         fast_vote_ms, assignment_timeout_s, allocation, stop_when_decided, vote_budget) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING {COLUMNS}"
     );
     let query = sqlx::query_as(&sql)
         .bind(Uuid::new_v4())
@@ -113,8 +124,8 @@ pub async fn update(pool: &PgPool, id: Uuid, s: &StudySettings) -> Result<Study,
     let sql = format!(
         "UPDATE studies SET title = $2, question = $3, instructions = $4, consent_text = $5, notice = $6, \
          votes_per_participant = $7, allow_tie = $8, allow_both_bad = $9, gold_rate = $10, \
-         completion_code = $11, completion_url = $12, fast_vote_ms = $13, assignment_timeout_s = $14 \
-         WHERE id = $1 RETURNING {COLUMNS}"
+         completion_code = $11, completion_url = $12, fast_vote_ms = $13, assignment_timeout_s = $14, \
+         allocation = $15, stop_when_decided = $16, vote_budget = $17 WHERE id = $1 RETURNING {COLUMNS}"
     );
     let query = sqlx::query_as(&sql).bind(id);
     let row: StudyRow = bind_settings(query, s)
@@ -189,4 +200,40 @@ pub async fn open_when_ready(pool: impl sqlx::PgExecutor<'_>, id: Uuid) -> Resul
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// The stopping rule fired: no new participants from now on. (Closes the study; with a
+/// "closing" state, participants in progress would finish first.) Only an open study
+/// changes, so a study an admin closed or reopened meanwhile is left as it is.
+pub async fn close_study_when_decided(pool: &PgPool, study_id: Uuid) -> Result<bool, StudyError> {
+    let done =
+        sqlx::query("UPDATE studies SET status = 'closing' WHERE id = $1 AND status = 'open'")
+            .bind(study_id)
+            .execute(pool)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Decisive outcomes per candidate pair: (pair id, votes for image A, votes for image B);
+/// ties, both-bad and gold checks are not counted.
+pub async fn pair_outcomes(
+    pool: &PgPool,
+    study_id: Uuid,
+) -> Result<Vec<(Uuid, u64, u64)>, StudyError> {
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT p.id, \
+           count(*) FILTER (WHERE (v.choice = 'left' AND a.left_image = p.image_a) \
+                               OR (v.choice = 'right' AND a.right_image = p.image_a)), \
+           count(*) FILTER (WHERE (v.choice = 'left' AND a.left_image = p.image_b) \
+                               OR (v.choice = 'right' AND a.right_image = p.image_b)) \
+         FROM pairs p JOIN assignments a ON a.pair_id = p.id JOIN votes v ON v.assignment_id = a.id \
+         WHERE p.study_id = $1 GROUP BY p.id",
+    )
+    .bind(study_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, a, b)| (id, a.max(0) as u64, b.max(0) as u64))
+        .collect())
 }

@@ -1,6 +1,6 @@
 //! `build_report`: votes and settings in, the full report out.
 
-use super::dataset::{self, Outcome};
+use super::dataset::{self, CompactVote, Outcome};
 use super::model::{CategoryStats, PositionBias, Report};
 use super::settings::ReportSettings;
 use super::votes::{Choice, VoteRecord};
@@ -38,7 +38,13 @@ pub fn build_report(
     let ds = dataset::build(votes, keep);
 
     let counts = pairs::count(ds.pairs.len(), ds.votes.iter());
-    let pair_stats = pairs::stats(&ds.models, &ds.pairs, &counts, settings.alpha);
+    let in_time_order = time_order(&ds.votes, votes);
+    let seq = pairs::sequential(
+        ds.pairs.len(),
+        in_time_order.iter().map(|&i| &ds.votes[i]),
+        settings.alpha,
+    );
+    let pair_stats = pairs::stats(&ds.models, &ds.pairs, &counts, &seq, settings.alpha);
     let ratings = ratings::compute(&ds, &counts, settings)?;
 
     let left_wins = ds.votes.iter().filter(|v| v.choice == Choice::Left).count() as u64;
@@ -61,10 +67,18 @@ pub fn build_report(
                     .filter(move |v| v.category == Some(c as u32))
             };
             let counts = pairs::count(ds.pairs.len(), in_cat());
+            let seq = pairs::sequential(
+                ds.pairs.len(),
+                in_time_order
+                    .iter()
+                    .map(|&i| &ds.votes[i])
+                    .filter(|v| v.category == Some(c as u32)),
+                settings.alpha,
+            );
             CategoryStats {
                 category: ds.categories[c].to_string(),
                 n_votes: in_cat().count() as u64,
-                pairs: pairs::stats(&ds.models, &ds.pairs, &counts, settings.alpha),
+                pairs: pairs::stats(&ds.models, &ds.pairs, &counts, &seq, settings.alpha),
             }
         })
         .collect();
@@ -112,4 +126,21 @@ pub fn build_report(
         votes_over_time,
         warnings,
     })
+}
+
+/// Indices of `compact` in `created_at` order; file order breaks ties, and rows without a
+/// time keep their file order ahead of the timed ones.
+fn time_order(compact: &[CompactVote], rows: &[VoteRecord]) -> Vec<usize> {
+    let at = |v: &CompactVote| {
+        rows[v.row as usize]
+            .created_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t.trim()).ok())
+            .map(|t| (t.timestamp(), t.timestamp_subsec_nanos()))
+    };
+    let keys: Vec<_> = compact.iter().map(at).collect();
+    let mut order: Vec<usize> = (0..compact.len()).collect();
+    // A stable sort keeps file order among equal times.
+    order.sort_by_key(|&i| keys[i]);
+    order
 }

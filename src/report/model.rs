@@ -41,6 +41,21 @@ pub struct PairStats {
     pub p_holm: Option<f64>,
     pub significant: bool,
     pub n_needed: Option<u64>,
+    /// Anytime-valid results over the decisive votes in time order; null without one.
+    pub sequential: Option<SequentialStats>,
+}
+
+/// The anytime-valid test of a pair: valid however often the report is looked at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SequentialStats {
+    /// min(1, min over k <= n of 1/Λₖ) for the Beta(1, 1) mixture likelihood ratio.
+    pub p_value: f64,
+    /// Holm-adjusted over the pairs of this table that have a sequential p-value.
+    pub p_holm: f64,
+    /// Confidence sequence for model A's win rate at level alpha (intersected over time).
+    pub cs: [f64; 2],
+    /// p_holm < alpha: the study may stop for this pair.
+    pub decided: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,8 +1,10 @@
-//! Head-to-head statistics per pair: counts, exact test, intervals, Holm, sample size.
+//! Head-to-head statistics per pair: counts, exact test, intervals, Holm, sample size,
+//! and the anytime-valid test over the votes in time order.
 
 use super::dataset::{CompactVote, Outcome};
-use super::model::PairStats;
+use super::model::{PairStats, SequentialStats};
 use super::settings::TARGET_POWER;
+use crate::stats::sequential::Sequential;
 use crate::stats::{binomial, holm, intervals, power};
 
 /// Vote counts of one pair, from model_a's side.
@@ -40,19 +42,41 @@ pub(crate) fn count<'v>(
     counts
 }
 
+/// The anytime-valid state per pair after the given votes, which must come in time order;
+/// ties and both-bad are left out, as for the exact test.
+pub(crate) fn sequential<'v>(
+    n_pairs: usize,
+    votes_in_time_order: impl Iterator<Item = &'v CompactVote>,
+    alpha: f64,
+) -> Vec<Sequential> {
+    let mut seq = vec![Sequential::new(alpha, true); n_pairs];
+    for v in votes_in_time_order {
+        match v.outcome {
+            Outcome::WinA => seq[v.pair as usize].push(true),
+            Outcome::WinB => seq[v.pair as usize].push(false),
+            Outcome::Tie | Outcome::BothBad => {}
+        }
+    }
+    seq
+}
+
 /// Statistics for every pair with at least one vote, in pair order (model_a, model_b);
 /// the Holm adjustment runs over the pairs that have a p-value.
 pub(crate) fn stats(
     models: &[&str],
     pairs: &[(u32, u32)],
     counts: &[PairCounts],
+    seq: &[Sequential],
     alpha: f64,
 ) -> Vec<PairStats> {
+    let mut seq_of_row = Vec::new();
     let mut out: Vec<PairStats> = pairs
         .iter()
         .zip(counts)
-        .filter(|(_, c)| c.total() > 0)
-        .map(|(&(a, b), c)| {
+        .zip(seq)
+        .filter(|((_, c), _)| c.total() > 0)
+        .map(|((&(a, b), c), sq)| {
+            seq_of_row.push(sq);
             let n = c.wins_a + c.wins_b;
             let win_rate = (n > 0).then(|| c.wins_a as f64 / n as f64);
             PairStats {
@@ -70,6 +94,7 @@ pub(crate) fn stats(
                 p_holm: None,
                 significant: false,
                 n_needed: win_rate.and_then(|p| power::n_needed(p, alpha, TARGET_POWER)),
+                sequential: None,
             }
         })
         .collect();
@@ -80,6 +105,16 @@ pub(crate) fn stats(
     for (&i, adj) in tested.iter().zip(holm::holm(&raw)) {
         out[i].p_holm = Some(adj);
         out[i].significant = adj < alpha;
+    }
+    let raw: Vec<f64> = tested.iter().map(|&i| seq_of_row[i].p_value()).collect();
+    for (&i, adj) in tested.iter().zip(holm::holm(&raw)) {
+        let sq = seq_of_row[i];
+        out[i].sequential = Some(SequentialStats {
+            p_value: sq.p_value(),
+            p_holm: adj,
+            cs: sq.cs().unwrap_or([0.0, 1.0]),
+            decided: adj < alpha,
+        });
     }
     out
 }

@@ -1,5 +1,6 @@
 //! Pure preference statistics: binomial tests, confidence intervals, multiple-comparison
-//! corrections, Bradley-Terry ratings, bootstrap, agreement. No I/O, no database.
+//! corrections, anytime-valid (sequential) tests, Bradley-Terry ratings, bootstrap, agreement.
+//! No I/O, no database.
 
 pub mod agreement;
 pub mod binomial;
@@ -9,4 +10,5 @@ pub mod holm;
 pub mod intervals;
 pub mod power;
 pub mod rng;
+pub mod sequential;
 pub mod special;

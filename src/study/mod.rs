@@ -3,6 +3,7 @@
 //! these types at the boundary (`TryFrom`), so an invalid study cannot be built.
 
 pub mod admins;
+pub mod allocation;
 pub mod dashboard;
 pub mod error;
 pub mod export;

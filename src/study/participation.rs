@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::db::participation::Stored;
 use crate::db::{participation as q, studies, Db};
 
+use super::allocation::{self, Allocation};
 use super::scheduler::{lock, OpenAssignment, Pick, Scheduler, StudyPlan};
 use super::{Choice, ExternalIds, Study, StudyError, StudyStatus};
 
@@ -127,6 +128,7 @@ async fn plan_for(
         return Ok(plan);
     }
     let rows = q::load_plan_rows(&db.pool, study.id).await?;
+    let outcomes = studies::pair_outcomes(&db.pool, study.id).await?;
     // Loading is not atomic with the version read; re-read it so a concurrent import is not missed.
     let version_now = q::pairs_version(&db.pool, study.id).await?;
     Ok(scheduler.install(
@@ -137,7 +139,8 @@ async fn plan_for(
             rows.gold,
             open_assignments(rows.open),
             timeout,
-        ),
+        )
+        .with_allocation(study.allocation, &outcomes),
     ))
 }
 
@@ -232,6 +235,8 @@ pub async fn next(
             .collect();
         let (pick, prompt) = {
             let mut plan = lock(&plan);
+            // The setting can change while the plan stays loaded: take it from the study.
+            plan.allocation = study.allocation;
             let Some(pick) = plan.pick(&seen, study.gold_rate, &mut rand::thread_rng()) else {
                 break;
             };
@@ -335,6 +340,38 @@ async fn store_pick(
     })
 }
 
+/// Feeds a recorded vote into the plan's anytime-valid evidence and applies the study's
+/// stopping rule (every model pair decided, or the vote budget reached): the study then
+/// closes the "closing" way, so people in progress finish. No query unless it stops.
+async fn after_decisive_vote(
+    db: &Db,
+    plan: &std::sync::Arc<std::sync::Mutex<StudyPlan>>,
+    r: &q::VoteResult,
+    pair: Uuid,
+    a_wins: Option<bool>,
+) -> Result<(), StudyError> {
+    if let Some(a_wins) = a_wins {
+        lock(plan).record_outcome(pair, a_wins);
+    }
+    let (Some(study_id), true, true) = (r.study_id, r.stop_when_decided, r.status_open) else {
+        return Ok(());
+    };
+    let stop = {
+        let plan = lock(plan);
+        let votes: u64 = plan.pairs.iter().map(|p| p.votes).sum();
+        allocation::should_stop(
+            &plan.evidence,
+            allocation::LIVE_ALPHA,
+            votes,
+            r.vote_budget.map(|b| b.max(0) as u64),
+        )
+    };
+    if stop && studies::close_study_when_decided(&db.pool, study_id).await? {
+        tracing::info!(study = %study_id, "stopping rule met: the study is closing");
+    }
+    Ok(())
+}
+
 /// Records a vote exactly once.
 pub async fn vote(
     db: &Db,
@@ -363,7 +400,15 @@ pub async fn vote(
     if r.inserted {
         if let (Some(pair), Some(study)) = (r.pair_id, r.study_id) {
             if let Some(plan) = scheduler.get(study) {
-                lock(&plan).record_vote(assignment_id, pair, r.a_left.unwrap_or(false));
+                let a_left = r.a_left.unwrap_or(false);
+                lock(&plan).record_vote(assignment_id, pair, a_left);
+                // Decisive votes feed the anytime-valid evidence: which image won.
+                let a_wins = match choice {
+                    Choice::Left => Some(a_left),
+                    Choice::Right => Some(!a_left),
+                    Choice::Tie | Choice::BothBad => None,
+                };
+                after_decisive_vote(db, &plan, &r, pair, a_wins).await?;
             }
         }
         return Ok(VoteOutcome::Recorded);

@@ -14,9 +14,14 @@
 //! - sides are balanced per model pair: model A goes to the side it has been on less often
 //!   (counted like the assignments), at random when both are even, so sides stay balanced
 //!   within one per model pair and are random for every other assignment;
-//! - one balance for every process: each plan re-reads the counts from the database at most
-//!   every `SYNC_EVERY` (votes and side counts per pair, open assignments) and counts its
-//!   own picks in between, so several `serve` processes on one database balance together.
+//! - one balance for every process: each plan re-reads the counts from the database (votes
+//!   and side counts per pair, open assignments) when they are older than a few
+//!   milliseconds — 10 ms plus 20 µs per pair, so a re-read costs about a fifth of the time
+//!   between them — and counts its own picks in between, so several `serve` processes on
+//!   one database balance together;
+//! - under adaptive allocation the model pair comes from `allocation::choose_model_pair`
+//!   (the rules above then pick the prompt and sides within it); otherwise, and for its
+//!   exploration share, fewest-first as above.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -24,6 +29,9 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use uuid::Uuid;
+
+use super::allocation::{self, Allocation, EXPLORATION, LIVE_ALPHA};
+use crate::stats::sequential::Sequential;
 
 /// A candidate pair with the counts that balance it.
 #[derive(Debug, Clone)]
@@ -53,6 +61,9 @@ pub struct StudyPlan {
     pub model_pair_ids: Vec<Uuid>,
     pub pairs: Vec<PairSlot>,
     pub gold_images: Vec<GoldImage>,
+    pub allocation: Allocation,
+    /// Anytime-valid evidence per model pair (index as in `model_pair_ids`).
+    pub evidence: Vec<Sequential>,
     prompt_issued: Vec<u64>,
     model_pair_issued: Vec<u64>,
     /// Counted assignments with model A on the left minus those with it on the right.
@@ -68,8 +79,11 @@ pub struct StudyPlan {
     synced_at: Option<Instant>,
 }
 
-/// How stale a plan's counts may get before they are read again from the database.
-pub const SYNC_EVERY: Duration = Duration::from_millis(100);
+/// How stale a plan's counts may get before they are read again from the database: a
+/// re-read scans every pair of the study, so larger studies re-read less often.
+pub fn sync_every(pairs: usize) -> Duration {
+    Duration::from_micros(10_000 + 20 * pairs as u64).min(Duration::from_millis(200))
+}
 
 /// One pair as the database holds it.
 #[derive(Debug, Clone)]
@@ -145,6 +159,7 @@ impl StudyPlan {
                 plan.model_pair_ids.push(row.model_pair_id);
                 plan.model_pair_issued.push(0);
                 plan.side_skew.push(0);
+                plan.evidence.push(Sequential::new(LIVE_ALPHA, false));
                 plan.model_pair_ids.len() - 1
             });
             plan.prompt_issued[prompt] += row.issued;
@@ -183,11 +198,13 @@ impl StudyPlan {
         }
     }
 
-    /// Whether the counts are older than [`SYNC_EVERY`]; marks them fresh, so that of
+    /// Whether the counts are older than [`sync_every`]; marks them fresh, so that of
     /// several concurrent requests one re-reads them.
     pub fn claim_sync(&mut self, now: Instant) -> bool {
         match self.synced_at {
-            Some(at) if now.saturating_duration_since(at) < SYNC_EVERY => false,
+            Some(at) if now.saturating_duration_since(at) < sync_every(self.pairs.len()) => {
+                false
+            }
             _ => {
                 self.synced_at = Some(now);
                 true
@@ -275,6 +292,28 @@ impl StudyPlan {
     /// The counted assignments per model pair, in `model_pair_ids` order.
     pub fn model_pair_counts(&self) -> &[u64] {
         &self.model_pair_issued
+
+    /// Sets the allocation and seeds the evidence from stored (pair id, wins of image A,
+    /// wins of image B) counts.
+    pub fn with_allocation(
+        mut self,
+        allocation: Allocation,
+        outcomes: &[(Uuid, u64, u64)],
+    ) -> Self {
+        self.allocation = allocation;
+        let mut counts = vec![(0u64, 0u64); self.model_pair_ids.len()];
+        for (pair, a, b) in outcomes {
+            if let Some(&i) = self.pair_index.get(pair) {
+                let c = &mut counts[self.pairs[i].model_pair];
+                c.0 += a;
+                c.1 += b;
+            }
+        }
+        self.evidence = counts
+            .into_iter()
+            .map(|(a, b)| Sequential::from_counts(a, b, LIVE_ALPHA))
+            .collect();
+        self
     }
 
     pub fn prompt_text(&self, prompt_id: Uuid) -> Option<&str> {
@@ -302,20 +341,37 @@ impl StudyPlan {
                 broken_side_left: rng.gen_bool(0.5),
             });
         }
+        let focus = match self.allocation {
+            Allocation::Uniform => None,
+            Allocation::Adaptive => {
+                let explore = rng.gen_bool(EXPLORATION);
+                let available = self.available_model_pairs(seen);
+                allocation::choose_model_pair(&self.evidence, &available, LIVE_ALPHA, explore)
+            }
+        };
         let mut best: Option<(usize, (u64, u64, u64))> = None;
         let mut ties = 0u32;
         for (i, slot) in self.pairs.iter().enumerate() {
+            if focus.is_some_and(|mp| mp != slot.model_pair) {
+                continue;
+            }
             if seen.contains(&(
                 self.prompt_ids[slot.prompt],
                 self.model_pair_ids[slot.model_pair],
             )) {
                 continue;
             }
-            let key = (
-                self.model_pair_issued[slot.model_pair],
-                self.prompt_issued[slot.prompt],
-                slot.issued,
-            );
+            let key = if focus.is_some() {
+                // Within the chosen model pair its own least-shown prompt comes first, so
+                // prompts stay balanced within the pair however uneven the pairs are.
+                (slot.issued, self.prompt_issued[slot.prompt], 0)
+            } else {
+                (
+                    self.model_pair_issued[slot.model_pair],
+                    self.prompt_issued[slot.prompt],
+                    slot.issued,
+                )
+            };
             match &best {
                 Some((_, k)) if key > *k => {}
                 Some((_, k)) if key == *k => {
@@ -353,6 +409,33 @@ impl StudyPlan {
             right_image,
             a_left,
         })
+    }
+
+    /// Per model pair: whether the participant has some prompt of it left to see.
+    fn available_model_pairs(&self, seen: &HashSet<(Uuid, Uuid)>) -> Vec<bool> {
+        let mut available = vec![false; self.model_pair_ids.len()];
+        for slot in &self.pairs {
+            if !available[slot.model_pair]
+                && !seen.contains(&(
+                    self.prompt_ids[slot.prompt],
+                    self.model_pair_ids[slot.model_pair],
+                ))
+            {
+                available[slot.model_pair] = true;
+            }
+        }
+        available
+    }
+
+    /// Adds a decisive vote to the evidence of the pair's model pair (`a_wins`: the pair's
+    /// image A was chosen).
+    pub fn record_outcome(&mut self, pair_id: Uuid, a_wins: bool) {
+        if let Some(&i) = self.pair_index.get(&pair_id) {
+            let mp = self.pairs[i].model_pair;
+            if let Some(e) = self.evidence.get_mut(mp) {
+                e.push(a_wins);
+            }
+        }
     }
 
     /// Takes back an assignment that could not be stored.

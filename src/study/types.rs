@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::allocation::Allocation;
 use super::StudyError;
 pub use crate::report::votes::Choice;
 
@@ -102,6 +103,11 @@ pub struct StudyForm {
     pub fast_vote_ms: Option<i32>,
     /// Seconds after which an unanswered assignment stops counting in the balance (default 1800).
     pub assignment_timeout_s: Option<i32>,
+    /// `uniform` (the default) or `adaptive`.
+    pub allocation: Option<String>,
+    /// Close the study once every model pair is decided or `vote_budget` votes are in.
+    pub stop_when_decided: bool,
+    pub vote_budget: Option<i32>,
 }
 
 /// A study's settings that passed every rule.
@@ -121,6 +127,9 @@ pub struct StudySettings {
     pub allow_both_bad: bool,
     pub fast_vote_ms: i32,
     pub assignment_timeout_s: i32,
+    pub allocation: Allocation,
+    pub stop_when_decided: bool,
+    pub vote_budget: Option<i32>,
 }
 
 pub const DEFAULT_FAST_VOTE_MS: i32 = 700;
@@ -198,6 +207,16 @@ impl TryFrom<StudyForm> for StudySettings {
                 format!("{assignment_timeout_s} is not between 1 and 604800 (a week)"),
             ));
         }
+        let allocation = match form.allocation.as_deref().map(str::trim) {
+            None | Some("") => Allocation::Uniform,
+            Some(a) => Allocation::parse(a)?,
+        };
+        if let Some(b) = form.vote_budget.filter(|b| *b < 1) {
+            return Err(StudyError::invalid(
+                "vote_budget",
+                format!("{b} is not a positive number of votes"),
+            ));
+        }
         let completion_url = non_empty(form.completion_url, DEFAULT_COMPLETION_URL);
         if !(completion_url.starts_with("https://") || completion_url.starts_with("http://")) {
             return Err(StudyError::invalid(
@@ -223,6 +242,9 @@ impl TryFrom<StudyForm> for StudySettings {
             allow_both_bad: form.allow_both_bad,
             fast_vote_ms,
             assignment_timeout_s,
+            allocation,
+            stop_when_decided: form.stop_when_decided,
+            vote_budget: form.vote_budget,
         })
     }
 }
@@ -256,6 +278,9 @@ pub struct Study {
     pub pairs_version: i64,
     pub fast_vote_ms: i32,
     pub assignment_timeout_s: i32,
+    pub allocation: Allocation,
+    pub stop_when_decided: bool,
+    pub vote_budget: Option<i32>,
 }
 
 impl Study {

@@ -105,6 +105,12 @@ struct StudyFields {
     allow_tie: Option<String>,
     #[serde(default)]
     allow_both_bad: Option<String>,
+    #[serde(default)]
+    allocation: String,
+    #[serde(default)]
+    stop_when_decided: Option<String>,
+    #[serde(default)]
+    vote_budget: String,
 }
 
 struct FormView {
@@ -122,6 +128,9 @@ struct FormView {
     completion_url: String,
     allow_tie: bool,
     allow_both_bad: bool,
+    adaptive: bool,
+    stop_when_decided: bool,
+    vote_budget: String,
 }
 
 impl From<&StudyFields> for FormView {
@@ -141,6 +150,9 @@ impl From<&StudyFields> for FormView {
             completion_url: f.completion_url.clone(),
             allow_tie: f.allow_tie.is_some(),
             allow_both_bad: f.allow_both_bad.is_some(),
+            adaptive: f.allocation.trim() == "adaptive",
+            stop_when_decided: f.stop_when_decided.is_some(),
+            vote_budget: f.vote_budget.clone(),
         }
     }
 }
@@ -162,6 +174,9 @@ impl From<&Study> for FormView {
             completion_url: s.completion_url.clone(),
             allow_tie: s.allow_tie,
             allow_both_bad: s.allow_both_bad,
+            adaptive: s.allocation == crate::study::allocation::Allocation::Adaptive,
+            stop_when_decided: s.stop_when_decided,
+            vote_budget: s.vote_budget.map(|b| b.to_string()).unwrap_or_default(),
         }
     }
 }
@@ -186,6 +201,12 @@ impl TryFrom<&StudyFields> for StudySettings {
                     StudyError::invalid("gold_rate", format!("'{v}' is not a number"))
                 })?),
             };
+        let budget = match opt(&f.vote_budget) {
+            None => None,
+            Some(v) => Some(v.parse::<i32>().map_err(|_| {
+                StudyError::invalid("vote_budget", format!("'{v}' is not a whole number"))
+            })?),
+        };
         StudySettings::try_from(StudyForm {
             slug: f.slug.clone(),
             title: f.title.clone(),
@@ -201,6 +222,9 @@ impl TryFrom<&StudyFields> for StudySettings {
             allow_both_bad: f.allow_both_bad.is_some(),
             fast_vote_ms: whole(&f.fast_vote_ms, "fast_vote_ms")?,
             assignment_timeout_s: whole(&f.assignment_timeout_s, "assignment_timeout_s")?,
+            allocation: opt(&f.allocation),
+            stop_when_decided: f.stop_when_decided.is_some(),
+            vote_budget: budget,
         })
     }
 }

@@ -60,7 +60,7 @@ fn sentence(p: &PairStats, level: &str) -> String {
 
 fn pairs_table(pairs: &[PairStats], level: &str) -> String {
     let mut s = format!(
-        "<table><tr><th>model A</th><th>model B</th><th>wins A</th><th>wins B</th><th>ties</th><th>both bad</th><th>win rate A</th><th>{level}% CI (Wilson)</th><th>{level}% CI (Clopper-Pearson)</th><th>p</th><th>p (Holm)</th><th>n needed</th></tr>"
+        "<table><tr><th>model A</th><th>model B</th><th>wins A</th><th>wins B</th><th>ties</th><th>both bad</th><th>win rate A</th><th>{level}% CI (Wilson)</th><th>{level}% CI (Clopper-Pearson)</th><th>p</th><th>p (Holm)</th><th>n needed</th><th>anytime p (Holm)</th><th>{level}% confidence sequence</th><th>decided</th></tr>"
     );
     let ci = |c: Option<[f64; 2]>| {
         c.map(|[a, b]| format!("{}–{}%", pct(a), pct(b)))
@@ -68,7 +68,7 @@ fn pairs_table(pairs: &[PairStats], level: &str) -> String {
     };
     for p in pairs {
         s.push_str(&format!(
-            "<tr{}><td>{}</td><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td class=\"name\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             if p.significant { " class=\"sig\"" } else { "" },
             escape(&p.model_a),
             escape(&p.model_b),
@@ -82,6 +82,13 @@ fn pairs_table(pairs: &[PairStats], level: &str) -> String {
             p_value(p.p_value),
             p_value(p.p_holm),
             p.n_needed.map(thousands).unwrap_or_else(|| "n/a".into()),
+            p_value(p.sequential.as_ref().map(|q| q.p_holm)),
+            ci(p.sequential.as_ref().map(|q| q.cs)),
+            match &p.sequential {
+                Some(q) if q.decided => "yes",
+                Some(_) => "no",
+                None => "n/a",
+            },
         ));
     }
     s.push_str("</table>");
@@ -154,7 +161,8 @@ pub fn to_html(report: &Report, title: &str) -> String {
         "<h2>Pairs</h2>{}",
         pairs_table(&report.pairs, &level)
     ));
-    b.push_str("<p class=\"muted\">p: exact two-sided binomial test of the decisive votes against 50%. p (Holm): adjusted over all pairs; bold rows are significant. n needed: decisive votes for 80% power to detect the observed win rate.</p>");
+    b.push_str("<p class=\"muted\">p: exact two-sided binomial test of the decisive votes against 50%. p (Holm): adjusted over all pairs; bold rows are significant. n needed: decisive votes for 80% power to detect the observed win rate. Anytime p: the Beta(1, 1) mixture likelihood-ratio test over the decisive votes in time order, Holm-adjusted over all pairs; the confidence sequence is its interval for the win rate of model A; decided: anytime p (Holm) below α.</p>");
+    b.push_str(&format!("<p>{}</p>", super::tables::WHICH_TEST));
 
     if !report.models.is_empty() {
         b.push_str(&format!(

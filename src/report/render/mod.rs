@@ -1,7 +1,7 @@
 //! Renderings of a `Report`: JSON (the contract), a standalone HTML page, and the pairs
 //! table as CSV or Markdown.
 
-mod format;
+pub(crate) mod format;
 mod html;
 pub(crate) mod svg;
 mod tables;

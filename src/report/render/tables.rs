@@ -3,7 +3,7 @@
 use super::format::{level, p_value, pct};
 use crate::report::model::{PairStats, Report};
 
-const CSV_COLUMNS: [&str; 16] = [
+const CSV_COLUMNS: [&str; 21] = [
     "model_a",
     "model_b",
     "wins_a",
@@ -20,6 +20,11 @@ const CSV_COLUMNS: [&str; 16] = [
     "p_holm",
     "significant",
     "n_needed",
+    "seq_p_value",
+    "seq_p_holm",
+    "seq_cs_low",
+    "seq_cs_high",
+    "seq_decided",
 ];
 
 fn csv_row(p: &PairStats) -> Vec<String> {
@@ -41,6 +46,14 @@ fn csv_row(p: &PairStats) -> Vec<String> {
         full(p.p_holm),
         p.significant.to_string(),
         p.n_needed.map(|n| n.to_string()).unwrap_or_default(),
+        full(p.sequential.as_ref().map(|q| q.p_value)),
+        full(p.sequential.as_ref().map(|q| q.p_holm)),
+        full(p.sequential.as_ref().map(|q| q.cs[0])),
+        full(p.sequential.as_ref().map(|q| q.cs[1])),
+        p.sequential
+            .as_ref()
+            .map(|q| q.decided.to_string())
+            .unwrap_or_default(),
     ]
 }
 
@@ -57,6 +70,9 @@ pub fn to_csv(report: &Report) -> String {
 }
 
 /// Markdown cells cannot contain raw pipes or newlines.
+/// When to read which test; shown under the pairs table in HTML and Markdown.
+pub(crate) const WHICH_TEST: &str = "Use the fixed-n test (p, p (Holm)) when the number of votes was fixed before the study and the data are analysed once; use the anytime-valid test (anytime p, confidence sequence, decided) when the results were watched while votes came in or the study may stop early: it stays valid at every look, at the price of needing more votes.";
+
 fn md(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
@@ -70,11 +86,11 @@ fn interval(ci: Option<[f64; 2]>) -> String {
 pub fn to_markdown(report: &Report) -> String {
     let level = level(report.settings.alpha);
     let mut s = format!(
-        "| model A | model B | wins A | wins B | ties | both bad | decisive | win rate A | {level}% CI (Wilson) | {level}% CI (Clopper-Pearson) | p | p (Holm) | significant | n needed |\n|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|---:|\n"
+        "| model A | model B | wins A | wins B | ties | both bad | decisive | win rate A | {level}% CI (Wilson) | {level}% CI (Clopper-Pearson) | p | p (Holm) | significant | n needed | anytime p (Holm) | {level}% confidence sequence | decided |\n|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|---:|---:|---|---|\n"
     );
     for p in &report.pairs {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             md(&p.model_a),
             md(&p.model_b),
             p.wins_a,
@@ -93,8 +109,16 @@ pub fn to_markdown(report: &Report) -> String {
             p.n_needed
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "n/a".into()),
+            p_value(p.sequential.as_ref().map(|q| q.p_holm)),
+            interval(p.sequential.as_ref().map(|q| q.cs)),
+            match &p.sequential {
+                Some(q) if q.decided => "yes",
+                Some(_) => "no",
+                None => "n/a",
+            },
         ));
     }
+    s.push_str(&format!("\n{WHICH_TEST}\n"));
     if !report.models.is_empty() {
         s.push_str(&format!(
             "\n| model | rating | {level}% CI | rank (upper bound) | votes |\n|---|---:|---|---:|---:|\n"
