@@ -39,14 +39,12 @@ impl Drop for Server {
     }
 }
 
-#[tokio::test]
-async fn other_commands_share_the_running_servers_embedded_cluster() {
-    let data = tempfile::tempdir().expect("dir");
-    // The cluster runs as `postgres` when the tests run as root: it must reach the folder.
-    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+/// Starts `serve` on `data` (no `DATABASE_URL`): the process, its base URL and the embedded
+/// cluster's URL it printed.
+fn start_serve(data: &Path) -> (Server, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_arenaxl"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
+        .arg(data)
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -77,6 +75,15 @@ async fn other_commands_share_the_running_servers_embedded_cluster() {
     }
     let base = base.expect("address");
     let pg_url = pg_url.expect("serve prints the embedded cluster's URL");
+    (server, base, pg_url)
+}
+
+#[tokio::test]
+async fn other_commands_share_the_running_servers_embedded_cluster() {
+    let data = tempfile::tempdir().expect("dir");
+    // The cluster runs as `postgres` when the tests run as root: it must reach the folder.
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (server, base, pg_url) = start_serve(data.path());
     assert!(
         pg_url.contains("host=") && pg_url.contains("port="),
         "{pg_url}"
@@ -195,4 +202,26 @@ async fn other_commands_share_the_running_servers_embedded_cluster() {
     let status = exited.expect("serve exits within 60 s of SIGTERM");
     assert!(status.success(), "{status}");
     assert!(!record.exists(), "the owner removes its record");
+
+    assert!(
+        !data.path().join("postgres/postmaster.pid").exists(),
+        "the cluster stopped"
+    );
+
+    // A server killed outright cannot stop its cluster: the next command adopts it, and
+    // stops it when it is done.
+    let (mut server, _, _) = start_serve(data.path());
+    server.0.kill().expect("SIGKILL");
+    server.0.wait().expect("reaped");
+    assert!(
+        data.path().join("postgres/postmaster.pid").exists(),
+        "orphaned cluster"
+    );
+    let listed = ok(arenaxl(data.path(), &["study", "list"]), "study list");
+    assert!(listed.contains("shared"), "{listed}");
+    assert!(!record.exists(), "the adopter removes the record");
+    assert!(
+        !data.path().join("postgres/postmaster.pid").exists(),
+        "and stops the cluster"
+    );
 }
