@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::db::studies;
-use crate::study::images::{import_dir, ImageStore};
+use crate::study::images::{import_dir_limited, ImageStore};
 
 use super::serve::{open_database, DbArgs};
 
@@ -22,6 +22,9 @@ pub struct ImportArgs {
     pub study: String,
     #[arg(long)]
     pub dir: PathBuf,
+    /// Refuse images with more pixels than this (read from the header, before decoding).
+    #[arg(long, default_value_t = crate::study::images::DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -32,7 +35,8 @@ pub async fn run(cmd: ImagesCommand) -> anyhow::Result<()> {
             let database = open_database(&a.db).await?;
             let study = studies::by_slug(&database.db.pool, &a.study).await?;
             let store = ImageStore::new(a.db.data_dir.join("images"));
-            let count = import_dir(&database.db, &study, &a.dir, &store).await?;
+            let count =
+                import_dir_limited(&database.db, &study, &a.dir, &store, a.max_image_pixels).await?;
             println!(
                 "imported {} new images into '{}' ({} already there); the study has {} candidate pairs",
                 count.images_added, study.slug, count.images_existing, count.pairs_total

@@ -630,7 +630,16 @@ async fn import_images_form(
     check_csrf(&admin.session, &form.csrf)?;
     let study = studies::by_slug(&state.db.pool, &slug).await?;
     let result = match resolve_in_roots(&state.settings, &form.dir, "image folder") {
-        Ok(dir) => crate::study::images::import_dir(&state.db, &study, &dir, &state.store).await,
+        Ok(dir) => {
+            crate::study::images::import_dir_limited(
+                &state.db,
+                &study,
+                &dir,
+                &state.store,
+                state.settings.max_image_pixels,
+            )
+            .await
+        }
         Err(refused) => Err(StudyError::Import(refused.0)),
     };
     let (status, error, flash) = import_outcome(result.map(|c| {

@@ -142,7 +142,14 @@ async fn images_from(
         .await
         .map_err(|e| StudyError::Import(format!("unpacking failed: {e}")))?
         .map_err(|refused| StudyError::Import(format!("{name}: {}", refused.0)))?;
-    let result = crate::study::images::import_dir(&state.db, study, &dir, &state.store).await;
+    let result = crate::study::images::import_dir_limited(
+        &state.db,
+        study,
+        &dir,
+        &state.store,
+        state.settings.max_image_pixels,
+    )
+    .await;
     // The temporary folder (archive and unpacked files) is removed here, whatever happened.
     drop(upload);
     result
