@@ -56,7 +56,8 @@ fn root(g: &impl Fn(f64) -> f64, dg: &impl Fn(f64) -> f64, lo: f64, hi: f64, ris
         }
         let d = dg(x);
         let mut next = x - v / d;
-        if !(next > lo && next < hi) || !next.is_finite() {
+        // NaN and infinities fail the bracket test too.
+        if !(next > lo && next < hi) {
             next = 0.5 * (lo + hi);
         }
         if (next - x).abs() <= 1e-15 * x.max(1e-300) || hi - lo <= 1e-15 * hi {
