@@ -79,6 +79,11 @@ async fn study_closes_exactly_when_every_pair_is_decided() {
     }
     vote_for(&app, &token, "a", None).await;
     assert_eq!(status(&app, "stops").await, "closed");
+    // The dashboard says so per model pair.
+    app.login(&app.client).await;
+    let (code, page) = app.page("/admin/studies/stops").await;
+    assert_eq!(code, 200);
+    assert!(page.contains("decided: a preferred"), "{page}");
     // No one new can join a closed study.
     let resp = app
         .client
@@ -100,7 +105,13 @@ async fn without_the_setting_a_decided_study_stays_open() {
     };
     study(&app, "keeps", form, &["a", "b"]).await;
     let token = app.join("keeps", "P1").await;
-    for _ in 0..12 {
+    for _ in 0..3 {
+        vote_for(&app, &token, "a", None).await;
+    }
+    app.login(&app.client).await;
+    let (_, page) = app.page("/admin/studies/keeps").await;
+    assert!(page.contains("open (anytime p, Holm: "), "{page}");
+    for _ in 0..9 {
         vote_for(&app, &token, "a", None).await;
     }
     assert_eq!(status(&app, "keeps").await, "open");

@@ -270,6 +270,11 @@ fn html_is_standalone_and_escapes_names() {
         html.contains("decisive votes (95% CI"),
         "plain-language summary"
     );
+    // The anytime-valid test sits next to the fixed-n one, with when to use which.
+    assert!(
+        html.contains("<th>anytime p (Holm)</th><th>95% confidence sequence</th><th>decided</th>")
+    );
+    assert!(html.contains("use the anytime-valid test"));
 }
 
 #[test]
@@ -280,6 +285,23 @@ fn csv_and_markdown_list_every_pair() {
     assert!(csv.starts_with("model_a,model_b,wins_a"));
     let md = to_markdown(&r);
     assert!(md.contains("| mid | strong |"), "{md}");
+    assert!(
+        md.contains("| anytime p (Holm) | 95% confidence sequence | decided |"),
+        "{md}"
+    );
+    assert!(md.contains("use the anytime-valid test"), "{md}");
+    assert!(csv
+        .lines()
+        .next()
+        .is_some_and(|h| h.ends_with(",seq_cs_low,seq_cs_high,seq_decided")));
+    // Every pair row has the anytime-valid columns filled.
+    for row in csv.lines().skip(1) {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert!(
+            cells.len() == 21 && matches!(cells[20], "true" | "false"),
+            "{row}"
+        );
+    }
 }
 
 /// The JSON keys of `value` equal the `required` list of `schema` (which also forbids

@@ -398,20 +398,13 @@ pub fn simulate(s: &Settings) -> Summary {
     }
 }
 
-/// The summary as the Markdown table the README and docs/statistics.md show.
+/// The summary as the Markdown tables the README and docs/statistics.md show.
 pub fn table(s: &Summary) -> String {
     let models: Vec<String> = s.models.iter().map(|(n, r)| format!("{n}={r}")).collect();
-    let n = &s.null;
-    format!(
+    let mut out = format!(
         "| models | allocation | runs | all pairs decided | votes to decide: mean | p10 | median | p90 | runs with a wrong decision |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|\n\
-         | {} | {} | {} | {:.1}% | {:.0} | {} | {} | {} | {:.1}% |\n\n\
-         Null study ({} equal models, {} runs of {} votes, a look after every vote, alpha = {}):\n\n\
-         | test | type-I error (any pair, Holm) |\n|---|---:|\n\
-         | anytime-valid, every vote | {:.2}% |\n\
-         | exact binomial, every vote | {:.2}% |\n\
-         | exact binomial, once at the end | {:.2}% |\n\n\
-         Monte-Carlo standard error at alpha: {:.2} percentage points.\n",
+         | {} | {} | {} | {:.1}% | {:.0} | {} | {} | {} | {:.1}% |\n",
         models.join(","),
         s.allocation,
         s.runs,
@@ -421,15 +414,27 @@ pub fn table(s: &Summary) -> String {
         s.votes_p50,
         s.votes_p90,
         100.0 * s.wrong_decision_runs,
-        s.models.len(),
-        n.runs,
-        n.votes,
-        s.alpha,
-        100.0 * n.type1_anytime,
-        100.0 * n.type1_fixed_every_vote,
-        100.0 * n.type1_fixed_once,
-        100.0 * n.monte_carlo_se,
-    )
+    );
+    let n = &s.null;
+    if n.runs > 0 {
+        out.push_str(&format!(
+            "\nNull study ({} equal models, {} runs of {} votes, a look after every vote, alpha = {}):\n\n\
+             | test | type-I error (any pair, Holm) |\n|---|---:|\n\
+             | anytime-valid, every vote | {:.2}% |\n\
+             | exact binomial, every vote | {:.2}% |\n\
+             | exact binomial, once at the end | {:.2}% |\n\n\
+             Monte-Carlo standard error at alpha: {:.2} percentage points.\n",
+            s.models.len(),
+            n.runs,
+            n.votes,
+            s.alpha,
+            100.0 * n.type1_anytime,
+            100.0 * n.type1_fixed_every_vote,
+            100.0 * n.type1_fixed_once,
+            100.0 * n.monte_carlo_se,
+        ));
+    }
+    out
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {

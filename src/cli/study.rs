@@ -7,6 +7,8 @@ use crate::study::{StudyForm, StudySettings, StudyStatus};
 
 use super::serve::{open_database, DbArgs};
 
+// Parsed once per process: the size of the create arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum StudyCommand {
     /// Create a study (in draft; open it when its images are in).

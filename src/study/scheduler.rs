@@ -292,6 +292,7 @@ impl StudyPlan {
     /// The counted assignments per model pair, in `model_pair_ids` order.
     pub fn model_pair_counts(&self) -> &[u64] {
         &self.model_pair_issued
+    }
 
     /// Sets the allocation and seeds the evidence from stored (pair id, wins of image A,
     /// wins of image B) counts.
