@@ -37,6 +37,7 @@ fn setup(prompts: usize, outcomes: &[(u64, u64)], allocation: Allocation) -> Set
                 image_b: Uuid::new_v4(),
                 issued: 0,
                 votes: 0,
+                a_left: 0,
             };
             pairs.insert(row.id, (mp, row.image_a));
             if p == 0 {
@@ -46,7 +47,14 @@ fn setup(prompts: usize, outcomes: &[(u64, u64)], allocation: Allocation) -> Set
             rows.push(row);
         }
     }
-    let plan = StudyPlan::new(1, rows, vec![]).with_allocation(allocation, &seeded);
+    let plan = StudyPlan::new(
+        1,
+        rows,
+        vec![],
+        vec![],
+        std::time::Duration::from_secs(1800),
+    )
+    .with_allocation(allocation, &seeded);
     Setup {
         plan,
         mp_ids,
@@ -80,6 +88,7 @@ fn run(s: &mut Setup, participants: usize, per_participant: usize, seed: u64) ->
                 prompt_id,
                 model_pair_id,
                 left_image,
+                a_left,
                 ..
             }) = pick
             else {
@@ -95,7 +104,11 @@ fn run(s: &mut Setup, participants: usize, per_participant: usize, seed: u64) ->
             *obs.per_mp_prompt.entry((mp, prompt_id)).or_default() += 1;
             side_gap[mp] += if left_image == image_a { 1 } else { -1 };
             obs.max_side_gap[mp] = obs.max_side_gap[mp].max(side_gap[mp].abs());
-            s.plan.record_vote(pair_id);
+            // Answered at once: opened, then voted (counted once).
+            let assignment = Uuid::new_v4();
+            s.plan
+                .opened(assignment, pair_id, a_left, std::time::Instant::now());
+            s.plan.record_vote(assignment, pair_id, a_left);
             s.plan.record_outcome(pair_id, rng.gen_bool(0.5));
         }
     }

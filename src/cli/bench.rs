@@ -216,7 +216,14 @@ async fn run_load(
     let mut settings = Settings::new("127.0.0.1:0", dir)?;
     settings.rate_limits = RateLimits::unlimited();
     let store = ImageStore::new(settings.image_dir());
-    let pairs = setup_study(&database, &store, args.prompts, args.models, args.votes_per_participant).await?;
+    let pairs = setup_study(
+        &database,
+        &store,
+        args.prompts,
+        args.models,
+        args.votes_per_participant,
+    )
+    .await?;
     let app = Application::build(settings, database.clone())?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.server_handle();

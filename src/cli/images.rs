@@ -36,7 +36,8 @@ pub async fn run(cmd: ImagesCommand) -> anyhow::Result<()> {
             let study = studies::by_slug(&database.db.pool, &a.study).await?;
             let store = ImageStore::new(a.db.data_dir.join("images"));
             let count =
-                import_dir_limited(&database.db, &study, &a.dir, &store, a.max_image_pixels).await?;
+                import_dir_limited(&database.db, &study, &a.dir, &store, a.max_image_pixels)
+                    .await?;
             println!(
                 "imported {} new images into '{}' ({} already there); the study has {} candidate pairs",
                 count.images_added, study.slug, count.images_existing, count.pairs_total

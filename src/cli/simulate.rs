@@ -121,6 +121,7 @@ fn world(ratings: &[f64], prompts: usize, rng: &mut StdRng) -> World {
                 image_b,
                 issued: 0,
                 votes: 0,
+                a_left: 0,
             });
         }
     }
@@ -157,6 +158,7 @@ fn drive(
                 pair_id,
                 prompt_id,
                 model_pair_id,
+                a_left,
                 ..
             }) = plan.pick(&seen, 0.0, rng)
             else {
@@ -167,7 +169,10 @@ fn drive(
                 break;
             };
             let a_wins = rng.gen_bool(win_prob(w.ratings[a], w.ratings[b]));
-            plan.record_vote(pair_id);
+            // The comparison is answered at once: opened, then voted (counted once).
+            let assignment = Uuid::from_u128(rng.gen());
+            plan.opened(assignment, pair_id, a_left, std::time::Instant::now());
+            plan.record_vote(assignment, pair_id, a_left);
             plan.record_outcome(pair_id, a_wins);
             votes += 1;
             answered += 1;
@@ -183,6 +188,18 @@ fn drive(
     votes
 }
 
+/// A plan over the simulated study (nothing open; simulated answers never expire).
+fn new_plan(w: &World, allocation: crate::study::allocation::Allocation) -> StudyPlan {
+    StudyPlan::new(
+        0,
+        w.rows.clone(),
+        vec![],
+        vec![],
+        std::time::Duration::from_secs(u64::from(u32::MAX)),
+    )
+    .with_allocation(allocation, &[])
+}
+
 struct RunResult {
     /// Votes until every pair was decided, if within the budget.
     decided_at: Option<u64>,
@@ -192,7 +209,7 @@ struct RunResult {
 fn run_study(args: &Settings, ratings: &[f64], seed: u64) -> RunResult {
     let mut rng = StdRng::seed_from_u64(seed);
     let w = world(ratings, args.prompts, &mut rng);
-    let mut plan = StudyPlan::new(0, w.rows.clone(), vec![]).with_allocation(args.allocation, &[]);
+    let mut plan = new_plan(&w, args.allocation);
     // Direction of each pair at the vote it became decided (A better?); decisions stay.
     let mut direction: Vec<Option<bool>> = vec![None; w.model_pairs.len()];
     let mut decided_at = None;
@@ -250,7 +267,7 @@ fn exact_critical(max_n: u64, level: f64) -> Vec<i64> {
 fn run_null(args: &Settings, n_models: usize, critical: &[i64], seed: u64) -> [bool; 3] {
     let mut rng = StdRng::seed_from_u64(seed);
     let w = world(&vec![1000.0; n_models], args.prompts, &mut rng);
-    let mut plan = StudyPlan::new(0, w.rows.clone(), vec![]).with_allocation(args.allocation, &[]);
+    let mut plan = new_plan(&w, args.allocation);
     let exact_rejects = |plan: &StudyPlan| {
         // Holm rejects at least one pair exactly when the smallest p-value is below
         // alpha / m, i.e. some pair's count is at or beyond the critical value.

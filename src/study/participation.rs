@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::db::participation::Stored;
 use crate::db::{participation as q, studies, Db};
 
-use super::allocation::{self, Allocation};
+use super::allocation;
 use super::scheduler::{lock, OpenAssignment, Pick, Scheduler, StudyPlan};
 use super::{Choice, ExternalIds, Study, StudyError, StudyStatus};
 

@@ -202,9 +202,7 @@ impl StudyPlan {
     /// several concurrent requests one re-reads them.
     pub fn claim_sync(&mut self, now: Instant) -> bool {
         match self.synced_at {
-            Some(at) if now.saturating_duration_since(at) < sync_every(self.pairs.len()) => {
-                false
-            }
+            Some(at) if now.saturating_duration_since(at) < sync_every(self.pairs.len()) => false,
             _ => {
                 self.synced_at = Some(now);
                 true

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use crate::study::{admins, StudyError};
 
 use super::errors::{html, html_with_status, PageError};
-use super::participant::client_key;
 use super::extract;
+use super::participant::client_key;
 use super::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

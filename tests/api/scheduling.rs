@@ -124,7 +124,10 @@ async fn three_servers_on_one_database_keep_one_balance() {
                 .json()
                 .await
                 .expect("token");
-            let token = joined["participant_token"].as_str().expect("token").to_string();
+            let token = joined["participant_token"]
+                .as_str()
+                .expect("token")
+                .to_string();
             for k in 1..20 {
                 let next: serde_json::Value = client
                     .get(format!("{}/api/v1/next", pick(2 * k)))
@@ -166,9 +169,15 @@ async fn three_servers_on_one_database_keep_one_balance() {
     let counts: Vec<i64> = rows.iter().map(|r| r.1).collect();
     assert_eq!(counts.iter().sum::<i64>(), 360);
     let spread = counts.iter().max().unwrap() - counts.iter().min().unwrap();
-    eprintln!("three servers: votes per model pair {counts:?}, side skews {:?}", rows.iter().map(|r| r.2).collect::<Vec<_>>());
+    eprintln!(
+        "three servers: votes per model pair {counts:?}, side skews {:?}",
+        rows.iter().map(|r| r.2).collect::<Vec<_>>()
+    );
     assert!(spread <= 2, "votes per model pair {counts:?}");
     for (mp, _, skew) in &rows {
-        assert!(skew.abs() <= 2, "sides of model pair {mp} are off by {skew}");
+        assert!(
+            skew.abs() <= 2,
+            "sides of model pair {mp} are off by {skew}"
+        );
     }
 }
