@@ -66,6 +66,12 @@ CREATE UNIQUE INDEX assignments_one_open ON assignments (participant_id) WHERE c
 -- Schedulers in several processes re-read the open assignments of a study often.
 CREATE INDEX assignments_open ON assignments (study_id) WHERE closed_at IS NULL;
 
+-- Comparisons handed out per model pair, counted by the assignment insert itself: the
+-- side of each one follows from it (blocks of two, opposite sides, the first side drawn
+-- from a hash), so every process on the database shares one side balance.
+ALTER TABLE model_pairs ADD COLUMN sides BIGINT NOT NULL DEFAULT 0;
+UPDATE model_pairs mp SET sides = (SELECT count(*) FROM assignments a WHERE a.model_pair_id = mp.id);
+
 -- Votes with model A on the left, per pair, kept by the vote statement: with `votes` it gives
 -- every process the side balance without scanning the votes.
 ALTER TABLE pairs ADD COLUMN a_left BIGINT NOT NULL DEFAULT 0;

@@ -205,6 +205,56 @@ pub async fn insert_assignment(
     }
 }
 
+/// Stores a comparison as the participant's open assignment, with its sides decided here:
+/// the model pair's `sides` counter (one for every process on the database) numbers its
+/// comparisons, and in each block of two consecutive ones model A is once on the left and
+/// once on the right, the first side drawn from a hash of the model pair and the block (not
+/// guessable without the pair's random id). Returns whether model A went to the left.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_pair_assignment(
+    pool: &PgPool,
+    id: Uuid,
+    participant_id: Uuid,
+    study_id: Uuid,
+    pair_id: Uuid,
+    prompt_id: Uuid,
+    model_pair_id: Uuid,
+    image_a: Uuid,
+    image_b: Uuid,
+) -> Result<(Stored, bool), StudyError> {
+    let result: Result<bool, sqlx::Error> = sqlx::query_scalar(
+        "WITH n AS (UPDATE model_pairs SET sides = sides + 1 WHERE id = $6 RETURNING sides - 1 AS k), \
+         side AS (SELECT (get_byte(decode(md5($6::text || ':' || (k / 2)::text), 'hex'), 0) % 2 = 1) \
+                         <> (k % 2 = 1) AS a_left FROM n) \
+         INSERT INTO assignments (id, participant_id, study_id, pair_id, prompt_id, model_pair_id, \
+           left_image, right_image, gold, gold_broken_side) \
+         SELECT $1, $2, $3, $4, $5, $6, CASE WHEN side.a_left THEN $7 ELSE $8 END, \
+           CASE WHEN side.a_left THEN $8 ELSE $7 END, FALSE, NULL FROM side \
+         RETURNING left_image = $7",
+    )
+    .bind(id)
+    .bind(participant_id)
+    .bind(study_id)
+    .bind(pair_id)
+    .bind(prompt_id)
+    .bind(model_pair_id)
+    .bind(image_a)
+    .bind(image_b)
+    .fetch_one(pool)
+    .await;
+    match result {
+        Ok(a_left) => Ok((Stored::Stored, a_left)),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            if e.constraint() == Some("assignments_one_open") {
+                Ok((Stored::AlreadyOpen, false))
+            } else {
+                Ok((Stored::Seen, false))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What happened to a vote, as one statement saw it.
 #[derive(Debug, FromRow)]
 pub struct VoteResult {

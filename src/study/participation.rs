@@ -251,8 +251,10 @@ pub async fn next(
         let (stored, pair) = store_pick(db, state.participant_id, study.id, id, &pick).await?;
         match stored {
             Stored::Stored => {
-                if let Some((pair, a_left)) = pair {
-                    lock(&plan).opened(id, pair, a_left, issued_at);
+                if let Some((pair, proposed, actual)) = pair {
+                    let mut plan = lock(&plan);
+                    plan.correct_side(pair, proposed, actual);
+                    plan.opened(id, pair, actual, issued_at);
                 }
                 return Ok((
                     study,
@@ -264,8 +266,8 @@ pub async fn next(
                 ));
             }
             Stored::AlreadyOpen | Stored::Seen => {
-                if let Some((pair, a_left)) = pair {
-                    lock(&plan).unissue(pair, a_left);
+                if let Some((pair, proposed, _)) = pair {
+                    lock(&plan).unissue(pair, proposed);
                 }
                 state = q::participant_state(&db.pool, &token.hash())
                     .await?
@@ -283,15 +285,15 @@ pub async fn next(
     Ok((study, next))
 }
 
-/// Stores the scheduler's pick as the participant's open assignment; the pair it counts
-/// against and its side, for comparisons.
+/// Stores the scheduler's pick as the participant's open assignment; for comparisons, the
+/// pair it counts against, the side the plan proposed for model A and the side stored.
 async fn store_pick(
     db: &Db,
     participant_id: Uuid,
     study_id: Uuid,
     id: Uuid,
     pick: &Pick,
-) -> Result<(Stored, Option<(Uuid, bool)>), StudyError> {
+) -> Result<(Stored, Option<(Uuid, bool, bool)>), StudyError> {
     Ok(match pick {
         Pick::Pair {
             pair_id,
@@ -300,22 +302,28 @@ async fn store_pick(
             left_image,
             right_image,
             a_left,
-        } => (
-            q::insert_assignment(
+        } => {
+            // The plan proposed sides from its own counts; the database decides them from
+            // the model pair's counter, which every process shares.
+            let (image_a, image_b) = if *a_left {
+                (*left_image, *right_image)
+            } else {
+                (*right_image, *left_image)
+            };
+            let (stored, actual) = q::insert_pair_assignment(
                 &db.relaxed,
                 id,
                 participant_id,
                 study_id,
-                Some(*pair_id),
+                *pair_id,
                 *prompt_id,
-                Some(*model_pair_id),
-                *left_image,
-                *right_image,
-                None,
+                *model_pair_id,
+                image_a,
+                image_b,
             )
-            .await?,
-            Some((*pair_id, *a_left)),
-        ),
+            .await?;
+            (stored, Some((*pair_id, *a_left, actual)))
+        }
         Pick::Gold {
             prompt_id,
             image,

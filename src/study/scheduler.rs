@@ -11,14 +11,15 @@
 //!   open ones spreads concurrent participants instead of sending all of them to the same
 //!   pair until their votes arrive, and letting abandoned ones expire hands their pair out
 //!   again, so the balance ends up in votes;
-//! - sides are balanced per model pair: model A goes to the side it has been on less often
-//!   (counted like the assignments), at random when both are even, so sides stay balanced
-//!   within one per model pair and are random for every other assignment;
+//! - sides are balanced per model pair: the plan proposes model A on the side it has been on
+//!   less often (at random when even); the server's database then decides from the model
+//!   pair's shared counter (blocks of two with opposite sides, the first drawn from a hash),
+//!   so processes sharing a database keep one side balance;
 //! - one balance for every process: each plan re-reads the counts from the database (votes
 //!   and side counts per pair, open assignments) when they are older than a few
-//!   milliseconds — 10 ms plus 20 µs per pair, so a re-read costs about a fifth of the time
-//!   between them — and counts its own picks in between, so several `serve` processes on
-//!   one database balance together;
+//!   milliseconds — 2 ms plus 20 µs per pair, so a re-read (a scan of the pairs) costs a
+//!   small share of the time between them — and counts its own picks in between, so
+//!   several `serve` processes on one database balance together;
 //! - under adaptive allocation the model pair comes from `allocation::choose_model_pair`
 //!   (the rules above then pick the prompt and sides within it); otherwise, and for its
 //!   exploration share, fewest-first as above.
@@ -82,7 +83,7 @@ pub struct StudyPlan {
 /// How stale a plan's counts may get before they are read again from the database: a
 /// re-read scans every pair of the study, so larger studies re-read less often.
 pub fn sync_every(pairs: usize) -> Duration {
-    Duration::from_micros(10_000 + 20 * pairs as u64).min(Duration::from_millis(200))
+    Duration::from_micros(2_000 + 20 * pairs as u64).min(Duration::from_millis(200))
 }
 
 /// One pair as the database holds it.
@@ -280,6 +281,16 @@ impl StudyPlan {
         self.model_pair_issued[mp] += 1;
         self.prompt_issued[prompt] += 1;
         self.side_skew[mp] += if a_left { 1 } else { -1 };
+    }
+
+    /// The side stored for a comparison differs from the one `pick` proposed (the database
+    /// decides it when several processes share the study): count the stored one.
+    pub fn correct_side(&mut self, pair_id: Uuid, proposed: bool, actual: bool) {
+        if proposed != actual {
+            if let Some(&i) = self.pair_index.get(&pair_id) {
+                self.side_skew[self.pairs[i].model_pair] += if actual { 2 } else { -2 };
+            }
+        }
     }
 
     /// Model A on the left minus on the right, per model pair, in `model_pair_ids` order.

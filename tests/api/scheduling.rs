@@ -98,7 +98,7 @@ async fn new_images_reach_a_running_study() {
 }
 
 /// Three server processes on one database, requests spread over them (as a load balancer
-/// without sticky sessions would): one balance, as one process keeps it.
+/// without sticky sessions would): one balance of model pairs and sides, as one process keeps it.
 #[tokio::test]
 async fn three_servers_on_one_database_keep_one_balance() {
     let app = TestApp::spawn().await;
