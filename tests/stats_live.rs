@@ -78,13 +78,14 @@ async fn study_closes_exactly_when_every_pair_is_decided() {
         );
     }
     vote_for(&app, &token, "a", None).await;
-    assert_eq!(status(&app, "stops").await, "closed");
+    // Closing: no one new joins, people in progress may finish.
+    assert_eq!(status(&app, "stops").await, "closing");
     // The dashboard says so per model pair.
     app.login(&app.client).await;
     let (code, page) = app.page("/admin/studies/stops").await;
     assert_eq!(code, 200);
     assert!(page.contains("decided: a preferred"), "{page}");
-    // No one new can join a closed study.
+    // No one new can join a closing study.
     let resp = app
         .client
         .post(app.url("/api/v1/studies/stops/participants"))
@@ -139,7 +140,7 @@ async fn study_closes_at_its_vote_budget() {
         );
     }
     vote_for(&app, &token, "a", Some("tie")).await;
-    assert_eq!(status(&app, "budget").await, "closed");
+    assert_eq!(status(&app, "budget").await, "closing");
 }
 
 #[tokio::test]
