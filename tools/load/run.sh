@@ -58,16 +58,19 @@ for u in "${URLS[@]}"; do
 done
 
 PER=$(( CONNECTIONS / SERVERS ))
-for u in "${URLS[@]}"; do
-    wrk -t "$PER" -c "$PER" -d "${SECONDS_EACH}s" --latency -s tools/load/vote-cycle.lua "$u" >"$WORK/wrk-$u.log" 2>&1 &
+WRK=()
+for i in "${!URLS[@]}"; do
+    wrk -t "$PER" -c "$PER" -d "${SECONDS_EACH}s" --latency -s tools/load/vote-cycle.lua "${URLS[$i]}" \
+        >"$WORK/wrk-$i.log" 2>&1 &
+    WRK+=($!)
 done
-wait $(jobs -p | tail -n "$SERVERS") 2>/dev/null || true
+wait "${WRK[@]}" || true
 sleep 0.5
 
 ACKED=0; CYCLES=0
-for u in "${URLS[@]}"; do
-    log="$WORK/wrk-$u.log"
-    grep '^wrk:' "$log" | sed "s|^wrk:|  $u:|"
+for i in "${!URLS[@]}"; do
+    log="$WORK/wrk-$i.log"
+    grep '^wrk:' "$log" | sed "s|^wrk:|  ${URLS[$i]}:|"
     ACKED=$(( ACKED + $(awk -F= '/^ACKED=/ { print $2 }' "$log") ))
     CYCLES=$(awk -F= -v c="$CYCLES" '/^CYCLES_PER_S=/ { print c + $2 }' "$log")
 done

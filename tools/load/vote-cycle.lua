@@ -26,7 +26,9 @@ end
 function request()
    if state == "join" then
       seq = seq + 1
-      local body = string.format('{"external":{"PROLIFIC_PID":"wrk-%d-%d-%d"}}', id, seq, math.random(1, 1e9))
+      -- Unique per wrk process (its server's port), thread and join: one PID is one person,
+      -- and the platform would rightly resume a PID that another connection already uses.
+      local body = string.format('{"external":{"PROLIFIC_PID":"wrk-%s-%d-%d"}}', wrk.port or "0", id, seq)
       return wrk.format("POST", "/api/v1/studies/" .. slug .. "/participants",
          { ["Content-Type"] = "application/json" }, body)
    elseif state == "next" then
@@ -41,6 +43,8 @@ end
 function response(status, headers, body)
    if status >= 400 then
       errors = errors + 1
+      wrk.thread:set("errors", errors)
+      wrk.thread:set("last_error", string.format("%d %s %s", status, state, body:sub(1, 120)))
       state = "join"
       return
    end
@@ -75,6 +79,10 @@ function done(summary, latency, requests)
    io.write(string.format("wrk: request latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
       latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
       latency.max / 1000))
+   for _, t in ipairs(threads) do
+      local e = t:get("last_error")
+      if e then io.write("wrk: last error of a connection: " .. e .. "\n") break end
+   end
    io.write(string.format("ACKED=%d\nCYCLES_PER_S=%.1f\nP99_MS=%.2f\n", acked_total, acked_total / seconds,
       latency:percentile(99) / 1000))
 end
