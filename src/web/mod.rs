@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admin_auth;
 pub mod admin_distill;
+pub mod admin_exports;
 pub mod admin_jobs;
 pub mod admin_models;
 pub mod admin_uploads;
