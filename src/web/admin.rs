@@ -449,6 +449,15 @@ async fn import_prompts_form(
         Ok(prompts) => import_prompts(&state.db, &study, &prompts).await,
         Err(e) => Err(e),
     };
+    prompts_outcome_page(&admin, study, result)
+}
+
+/// The prompts page again with what a paste or an upload imported, or why it failed.
+pub(super) fn prompts_outcome_page(
+    admin: &Admin,
+    study: Study,
+    result: Result<crate::study::prompts::ImportCount, StudyError>,
+) -> Result<HttpResponse, AdminError> {
     let (status, error, flash) = import_outcome(result.map(|count| {
         format!(
             "Imported {} new prompts ({} were already there).",

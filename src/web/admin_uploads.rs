@@ -11,7 +11,7 @@ use crate::study::prompts::{import_prompts, parse_prompts, PromptFormat};
 use crate::study::StudyError;
 
 use super::admin::{check_csrf, csrf_token, import_outcome, Admin, AdminError};
-use super::admin::{ImagesPage, PromptsPage};
+use super::admin::{prompts_outcome_page, ImagesPage};
 use super::errors::html_with_status;
 use super::extract;
 use super::state::AppState;
@@ -64,19 +64,7 @@ async fn upload_prompts(
         Ok(upload) => prompts_from(&state, &study, &upload).await,
         Err(e) => Err(e),
     };
-    let (status, error, flash) = import_outcome(result.map(|count| {
-        format!(
-            "Imported {} new prompts ({} were already there).",
-            count.added, count.existing
-        )
-    }))?;
-    let page = PromptsPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error,
-        flash,
-    };
-    Ok(html_with_status(status, page)?)
+    prompts_outcome_page(&admin, study, result)
 }
 
 async fn prompts_from(
