@@ -384,13 +384,17 @@ pub struct OpenRow {
     pub a_left: bool,
 }
 
-const OPEN_ROWS: &str =
-    "SELECT a.id, a.pair_id, (extract(epoch FROM now() - a.issued_at) * 1000)::bigint AS age_ms, \
+macro_rules! open_rows {
+    () => {
+        "SELECT a.id, a.pair_id, (extract(epoch FROM now() - a.issued_at) * 1000)::bigint AS age_ms, \
        a.left_image = p.image_a AS a_left \
      FROM assignments a JOIN studies s ON s.id = a.study_id JOIN pairs p ON p.id = a.pair_id \
      WHERE a.study_id = $1 AND a.closed_at IS NULL \
        AND a.issued_at > now() - make_interval(secs => s.assignment_timeout_s) \
-     ORDER BY a.issued_at";
+     ORDER BY a.issued_at"
+    };
+}
+const OPEN_ROWS: &str = open_rows!();
 
 /// What every process's scheduler re-reads to keep one balance: each pair's votes (and
 /// those with model A on the left) and the study's open assignments.
@@ -400,15 +404,46 @@ pub struct Counts {
 }
 
 pub async fn load_counts(pool: &PgPool, study_id: Uuid) -> Result<Counts, StudyError> {
-    let votes = sqlx::query_as("SELECT id, votes, a_left FROM pairs WHERE study_id = $1")
-        .bind(study_id)
-        .fetch_all(pool)
-        .await?;
-    let open = sqlx::query_as(OPEN_ROWS)
-        .bind(study_id)
-        .fetch_all(pool)
-        .await?;
-    Ok(Counts { votes, open })
+    // One statement, so one snapshot: read apart, a vote landing between the two reads
+    // would be neither a vote nor open, and the balance would miss it.
+    #[derive(FromRow)]
+    struct Row {
+        is_open: bool,
+        id: Uuid,
+        votes: i64,
+        a_left: i64,
+        pair_id: Uuid,
+        age_ms: i64,
+        open_a_left: bool,
+    }
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "SELECT false AS is_open, id, votes, a_left, id AS pair_id, 0::bigint AS age_ms, \
+           false AS open_a_left FROM pairs WHERE study_id = $1 \
+         UNION ALL \
+         SELECT true, o.id, 0, 0, o.pair_id, o.age_ms, o.a_left FROM (",
+        open_rows!(),
+        ") o"
+    ))
+    .bind(study_id)
+    .fetch_all(pool)
+    .await?;
+    let mut counts = Counts {
+        votes: Vec::with_capacity(rows.len()),
+        open: Vec::new(),
+    };
+    for r in rows {
+        if r.is_open {
+            counts.open.push(OpenRow {
+                id: r.id,
+                pair_id: r.pair_id,
+                age_ms: r.age_ms,
+                a_left: r.open_a_left,
+            });
+        } else {
+            counts.votes.push((r.id, r.votes, r.a_left));
+        }
+    }
+    Ok(counts)
 }
 
 /// A study's pairs with their counts (votes, plus open assignments younger than the

@@ -162,11 +162,12 @@ async fn sync_counts(
     plan: &std::sync::Mutex<StudyPlan>,
     study_id: Uuid,
 ) -> Result<(), StudyError> {
-    if !lock(plan).claim_sync(Instant::now()) {
+    let sent = Instant::now();
+    if !lock(plan).claim_sync(sent) {
         return Ok(());
     }
     let counts = q::load_counts(&db.pool, study_id).await?;
-    lock(plan).sync(&counts.votes, open_assignments(counts.open));
+    lock(plan).sync(sent, &counts.votes, open_assignments(counts.open));
     Ok(())
 }
 
@@ -233,6 +234,7 @@ pub async fn next(
             .copied()
             .zip(state.seen_model_pairs.iter().copied())
             .collect();
+        let id = Uuid::new_v4();
         let (pick, prompt) = {
             let mut plan = lock(&plan);
             // The setting can change while the plan stays loaded: take it from the study.
@@ -243,18 +245,27 @@ pub async fn next(
             let prompt_id = match &pick {
                 Pick::Pair { prompt_id, .. } | Pick::Gold { prompt_id, .. } => *prompt_id,
             };
+            if let Pick::Pair {
+                pair_id, a_left, ..
+            } = &pick
+            {
+                plan.track_pick(id, *pair_id, *a_left);
+            }
             let prompt = plan.prompt_text(prompt_id).unwrap_or_default().to_string();
             (pick, prompt)
         };
-        let id = Uuid::new_v4();
         let issued_at = Instant::now();
-        let (stored, pair) = store_pick(db, state.participant_id, study.id, id, &pick).await?;
+        let (stored, pair) = match store_pick(db, state.participant_id, study.id, id, &pick).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                lock(&plan).unissue(id);
+                return Err(e);
+            }
+        };
         match stored {
             Stored::Stored => {
-                if let Some((pair, proposed, actual)) = pair {
-                    let mut plan = lock(&plan);
-                    plan.correct_side(pair, proposed, actual);
-                    plan.opened(id, pair, actual, issued_at);
+                if let Some((pair, actual)) = pair {
+                    lock(&plan).opened(id, pair, actual, issued_at);
                 }
                 return Ok((
                     study,
@@ -266,8 +277,8 @@ pub async fn next(
                 ));
             }
             Stored::AlreadyOpen | Stored::Seen => {
-                if let Some((pair, proposed, _)) = pair {
-                    lock(&plan).unissue(pair, proposed);
+                if pair.is_some() {
+                    lock(&plan).unissue(id);
                 }
                 state = q::participant_state(&db.pool, &token.hash())
                     .await?
@@ -286,14 +297,14 @@ pub async fn next(
 }
 
 /// Stores the scheduler's pick as the participant's open assignment; for comparisons, the
-/// pair it counts against, the side the plan proposed for model A and the side stored.
+/// pair it counts against and the side stored for model A.
 async fn store_pick(
     db: &Db,
     participant_id: Uuid,
     study_id: Uuid,
     id: Uuid,
     pick: &Pick,
-) -> Result<(Stored, Option<(Uuid, bool, bool)>), StudyError> {
+) -> Result<(Stored, Option<(Uuid, bool)>), StudyError> {
     Ok(match pick {
         Pick::Pair {
             pair_id,
@@ -322,7 +333,7 @@ async fn store_pick(
                 image_b,
             )
             .await?;
-            (stored, Some((*pair_id, *a_left, actual)))
+            (stored, Some((*pair_id, actual)))
         }
         Pick::Gold {
             prompt_id,

@@ -78,6 +78,19 @@ pub struct StudyPlan {
     pub timeout: Duration,
     /// When the counts were last read from the database.
     synced_at: Option<Instant>,
+    /// This process's own picks that a re-read may not show yet: still being stored, or
+    /// stored after the re-read was sent. A re-read keeps counting them.
+    own: HashMap<Uuid, OwnPick>,
+}
+
+/// A pick of this process, by assignment id: its pair, model A's side, when it was picked
+/// and when its assignment was stored (`None` while the insert is in flight).
+#[derive(Debug, Clone, Copy)]
+struct OwnPick {
+    pair: usize,
+    a_left: bool,
+    picked_at: Instant,
+    stored_at: Option<Instant>,
 }
 
 /// How stale a plan's counts may get before they are read again from the database: a
@@ -211,9 +224,11 @@ impl StudyPlan {
         }
     }
 
-    /// Replaces the counts with the database's: `votes` per pair (id, votes, votes with A
-    /// on the left) plus the open assignments, which also replace the ones tracked here.
-    pub fn sync(&mut self, votes: &[(Uuid, i64, i64)], open: Vec<OpenAssignment>) {
+    /// Replaces the counts with the database's, as read by a query sent at `sent`: `votes`
+    /// per pair (id, votes, votes with A on the left) plus the open assignments, which also
+    /// replace the ones tracked here. This process's picks that the read cannot have seen
+    /// (stored after it was sent, or still being stored) are counted on top.
+    pub fn sync(&mut self, sent: Instant, votes: &[(Uuid, i64, i64)], open: Vec<OpenAssignment>) {
         self.model_pair_issued.iter_mut().for_each(|c| *c = 0);
         self.prompt_issued.iter_mut().for_each(|c| *c = 0);
         self.side_skew.iter_mut().for_each(|c| *c = 0);
@@ -239,14 +254,61 @@ impl StudyPlan {
                 self.prompt_issued[prompt] += 1;
             }
         }
+        let now = Instant::now();
+        let in_read: HashSet<Uuid> = open.iter().map(|o| o.id).collect();
         self.open.clear();
         self.open_order.clear();
-        self.track_open(open, Instant::now());
+        self.track_open(open, now);
+        // Stored before the read was sent: the read has it (open or voted). A pick whose
+        // insert never returned (a database error) stops counting after the timeout.
+        let timeout = self.timeout;
+        self.own.retain(|_, o| match o.stored_at {
+            Some(at) => at >= sent,
+            None => now.saturating_duration_since(o.picked_at) < timeout,
+        });
+        let unseen: Vec<(Uuid, OwnPick)> = self
+            .own
+            .iter()
+            .filter(|(id, _)| !in_read.contains(id))
+            .map(|(id, o)| (*id, *o))
+            .collect();
+        for (id, o) in unseen {
+            self.count(o.pair, o.a_left);
+            if let Some(at) = o.stored_at {
+                self.open.insert(id, (o.pair, o.a_left));
+                self.open_order.push_back((at, id));
+            }
+        }
     }
 
-    /// Counts an assignment that was stored as open until it is answered or expires.
+    /// Remembers the pick just made as assignment `id` until a re-read shows it.
+    pub fn track_pick(&mut self, id: Uuid, pair_id: Uuid, a_left: bool) {
+        if let Some(&pair) = self.pair_index.get(&pair_id) {
+            let picked_at = Instant::now();
+            self.own.insert(
+                id,
+                OwnPick {
+                    pair,
+                    a_left,
+                    picked_at,
+                    stored_at: None,
+                },
+            );
+        }
+    }
+
+    /// Counts an assignment that was stored as open until it is answered or expires. For
+    /// this process's own pick, `a_left` is the side the database decided, which may differ
+    /// from the one the plan proposed.
     pub fn opened(&mut self, assignment: Uuid, pair_id: Uuid, a_left: bool, at: Instant) {
         if let Some(&i) = self.pair_index.get(&pair_id) {
+            if let Some(own) = self.own.get_mut(&assignment) {
+                if own.a_left != a_left {
+                    self.side_skew[self.pairs[i].model_pair] += if a_left { 2 } else { -2 };
+                    own.a_left = a_left;
+                }
+                own.stored_at = Some(Instant::now());
+            }
             self.open.insert(assignment, (i, a_left));
             self.open_order.push_back((at, assignment));
         }
@@ -281,16 +343,6 @@ impl StudyPlan {
         self.model_pair_issued[mp] += 1;
         self.prompt_issued[prompt] += 1;
         self.side_skew[mp] += if a_left { 1 } else { -1 };
-    }
-
-    /// The side stored for a comparison differs from the one `pick` proposed (the database
-    /// decides it when several processes share the study): count the stored one.
-    pub fn correct_side(&mut self, pair_id: Uuid, proposed: bool, actual: bool) {
-        if proposed != actual {
-            if let Some(&i) = self.pair_index.get(&pair_id) {
-                self.side_skew[self.pairs[i].model_pair] += if actual { 2 } else { -2 };
-            }
-        }
     }
 
     /// Model A on the left minus on the right, per model pair, in `model_pair_ids` order.
@@ -448,10 +500,10 @@ impl StudyPlan {
         }
     }
 
-    /// Takes back an assignment that could not be stored.
-    pub fn unissue(&mut self, pair_id: Uuid, a_left: bool) {
-        if let Some(&i) = self.pair_index.get(&pair_id) {
-            self.uncount(i, a_left);
+    /// Takes back this process's pick `id`, which could not be stored.
+    pub fn unissue(&mut self, id: Uuid) {
+        if let Some(o) = self.own.remove(&id) {
+            self.uncount(o.pair, o.a_left);
         }
     }
 

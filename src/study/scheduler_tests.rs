@@ -120,3 +120,51 @@ fn abandoned_assignments_stop_counting_after_the_timeout() {
     plan.expire(t0 + Duration::from_secs(1000));
     assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 2);
 }
+
+/// A re-read of the counts that cannot show this process's picks (still being stored, or
+/// stored after the read was sent) keeps counting them; picks stored before it trust it.
+#[test]
+fn a_re_read_keeps_counting_picks_it_cannot_have_seen() {
+    let mut plan = plan(4, 2);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut pick = |plan: &mut StudyPlan| {
+        let Some(Pick::Pair {
+            pair_id, a_left, ..
+        }) = plan.pick(&HashSet::new(), 0.0, &mut rng)
+        else {
+            panic!("expected a pair");
+        };
+        let id = Uuid::new_v4();
+        plan.track_pick(id, pair_id, a_left);
+        (id, pair_id, a_left)
+    };
+    let (stored_early, pair_early, side_early) = pick(&mut plan);
+    plan.opened(stored_early, pair_early, side_early, Instant::now());
+    let sent = Instant::now();
+    let (in_flight, pair_late, side_late) = pick(&mut plan);
+    let votes: Vec<(Uuid, i64, i64)> = plan.pairs.iter().map(|s| (s.id, 0, 0)).collect();
+    // The read shows the early pick as open and knows nothing of the one in flight.
+    let early_row = OpenAssignment {
+        id: stored_early,
+        pair_id: pair_early,
+        age: Duration::ZERO,
+        a_left: side_early,
+    };
+    plan.sync(sent, &votes, vec![early_row.clone()]);
+    assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 2);
+    // The next read, sent after both were stored, shows both; nothing is counted twice.
+    plan.opened(in_flight, pair_late, side_late, Instant::now());
+    let later = Instant::now();
+    let late_row = OpenAssignment {
+        id: in_flight,
+        pair_id: pair_late,
+        age: Duration::ZERO,
+        a_left: side_late,
+    };
+    plan.sync(later, &votes, vec![early_row, late_row]);
+    assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 2);
+    // A pick that could not be stored is taken back.
+    let (failed, _, _) = pick(&mut plan);
+    plan.unissue(failed);
+    assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 2);
+}
