@@ -3,7 +3,7 @@
 
 Writes, for each synthetic data set, `tests/fixtures/stats/<name>.csv` (the votes) and
 `tests/fixtures/stats/<name>.expected.json` (what the report must contain). The Rust tests
-(tests/stats_reference.rs) read both; CI does not need Python.
+(tests/stats/reference.rs) read both; CI does not need Python.
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install scipy statsmodels krippendorff numpy
     /tmp/venv/bin/python tools/stats_reference.py

@@ -1,8 +1,6 @@
 //! `arenaxl generate`, `model` and `bench unet` driven through the CLI parser, in-process.
 
-#[path = "support/mod.rs"]
-mod support;
-use support::fixture;
+use crate::support::fixture;
 
 use arenaxl::cli::{run, Cli};
 use candle_core::{DType, Device};

@@ -1,14 +1,13 @@
 //! Queue semantics against real Postgres: claim, lease, heartbeat, completion only by the
 //! holder, expiry with backoff, cancellation, idempotency, and no double claim.
 
-mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use arenaxl::db::jobs::{self as q, LeaseState, Outcome};
 use arenaxl::jobs::{JobStatus, NewJob};
-use common::fresh_db;
+use crate::common::fresh_db;
 
 fn kinds() -> Vec<String> {
     vec!["noop".to_string()]

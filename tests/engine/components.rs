@@ -1,9 +1,7 @@
 //! Tokenizers, text encoders, VAE and scheduler schedules against transformers/diffusers
 //! on the committed fixtures (tools/engine_fixtures.py).
 
-#[path = "support/mod.rs"]
-mod support;
-use support::{fixture, rel_l2};
+use crate::support::{fixture, rel_l2};
 
 use arenaxl::engine::config::SchedulerConfig;
 use arenaxl::engine::scheduler::{Scheduler, SchedulerKind};

@@ -1,8 +1,6 @@
 //! The UNet against diffusers on the committed tiny fixtures (tools/engine_fixtures.py).
 
-#[path = "support/mod.rs"]
-mod support;
-use support::{fixture, rel_l2};
+use crate::support::{fixture, rel_l2};
 
 use arenaxl::engine::nn::Kernels;
 use arenaxl::engine::unet::{AddedCond, UNet2DConditionModel};

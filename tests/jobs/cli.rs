@@ -2,7 +2,6 @@
 //! `jobs generate`, `jobs list`, `worker --exit-when-idle`, `jobs cancel`/`retry` errors, and
 //! `jobs distill` → `worker --kinds distill` → `jobs compare`.
 
-mod common;
 
 use std::process::{Command, Output};
 
@@ -31,7 +30,7 @@ fn text(o: &Output) -> String {
 
 #[tokio::test]
 async fn register_queue_and_run_from_the_command_line() {
-    let t = common::fresh_db().await;
+    let t = crate::common::fresh_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let model = tmp.path().join("vega");
     arenaxl::engine::presets::init_model_folder("tiny-vega", &model, 5).expect("preset");
@@ -132,7 +131,7 @@ async fn register_queue_and_run_from_the_command_line() {
 
 #[tokio::test]
 async fn distil_and_compare_from_the_command_line() {
-    let t = common::fresh_db().await;
+    let t = crate::common::fresh_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let teacher = tmp.path().join("teacher");
     arenaxl::engine::presets::init_model_folder("tiny-sdxl", &teacher, 5).expect("preset");

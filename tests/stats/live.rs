@@ -3,10 +3,9 @@
 //! anytime-valid test, or when its vote budget is reached, and not before; an adaptive
 //! study still hands a participant exactly one open assignment.
 
-mod common;
 
 use arenaxl::study::{Study, StudyForm, StudySettings};
-use common::TestApp;
+use crate::common::TestApp;
 use uuid::Uuid;
 
 async fn study(app: &TestApp, slug: &str, form: StudyForm, models: &[&str]) -> Study {

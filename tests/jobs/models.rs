@@ -2,7 +2,6 @@
 //! jobs, least recently used evicted when over budget). Also: a NOTIFY wakes an idle worker
 //! long before its poll interval.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
@@ -72,7 +71,7 @@ fn the_cache_keeps_models_loaded_and_evicts_the_least_recently_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_wakes_an_idle_worker_long_before_its_poll() {
-    let t = common::fresh_db().await;
+    let t = crate::common::fresh_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let mut config = WorkerConfig::new("cpu");
     config.poll = Duration::from_secs(30);

@@ -4,9 +4,7 @@
 //! bit-identical. (bf16 takes the same path minus the loss scaling; candle's CPU matmul has
 //! no bf16 kernel, so it is exercised on a GPU only: tools/gpu-check.sh.)
 
-#[path = "support/mod.rs"]
-mod support;
-use support::max_abs_diff;
+use crate::support::max_abs_diff;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,9 +1,7 @@
 //! End-to-end generation against diffusers' images on the committed fixtures
 //! (tools/engine_fixtures.py), and the pipeline's error reporting.
 
-#[path = "support/mod.rs"]
-mod support;
-use support::fixture;
+use crate::support::fixture;
 
 use arenaxl::engine::{EngineError, GenerateRequest, Pipeline, SchedulerKind};
 use candle_core::{DType, Device};

@@ -3,7 +3,6 @@
 //! mid-job, a lease taken over, connections dropped, a broken model folder, cancellation,
 //! graceful shutdown, and many workers on the same queue.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -19,7 +18,7 @@ use arenaxl::jobs::{
 use arenaxl::study::images::ImageStore;
 use arenaxl::study::prompts::{import_prompts, NewPrompt};
 use arenaxl::study::{Study, StudyForm, StudySettings};
-use common::{fresh_db, TestDb};
+use crate::common::{fresh_db, TestDb};
 use uuid::Uuid;
 
 /// A tiny model folder made once per test process.
@@ -437,7 +436,7 @@ async fn workers_carry_on_when_their_connections_are_terminated() {
         .expect("worker thread");
     // Kill every other session on the test database a few times while the job runs, as a
     // Postgres restart would.
-    let admin: sqlx::postgres::PgConnectOptions = common::server_url().parse().expect("url");
+    let admin: sqlx::postgres::PgConnectOptions = crate::common::server_url().parse().expect("url");
     let db_name: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&t.db.pool)
         .await

@@ -4,9 +4,7 @@
 //! config holding `lambda_min_clipped: -Infinity`, tokenizers as `tokenizer.json` only,
 //! fp16-variant-only files, a sharded UNet and a bf16 text encoder.
 
-#[path = "support/mod.rs"]
-mod support;
-use support::{fixture, rel_l2};
+use crate::support::{fixture, rel_l2};
 
 use arenaxl::engine::config::{read_json, SchedulerConfig};
 use arenaxl::engine::scheduler::dpm_solver::DpmSolverPp2m;
@@ -199,7 +197,7 @@ fn euler_at_final_changes_the_last_step() {
         .unwrap();
     let a = refs["case3.image"].to_dtype(DType::F32).unwrap();
     let b = refs["case4.image"].to_dtype(DType::F32).unwrap();
-    let max = support::max_abs_diff(&a, &b);
+    let max = crate::support::max_abs_diff(&a, &b);
     let mean = (&a - &b)
         .unwrap()
         .abs()

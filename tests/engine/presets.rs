@@ -1,9 +1,7 @@
 //! Presets: published parameter counts, agreement with the diffusers fixtures, and
 //! random-weight model folders that the pipeline loads and runs.
 
-#[path = "support/mod.rs"]
-mod support;
-use support::fixture;
+use crate::support::fixture;
 
 use arenaxl::engine::config::{read_json, UNetConfig};
 use arenaxl::engine::presets::{component_info, init_model_folder, ModelConfigs};

@@ -2,9 +2,7 @@
 //! the student's held-out output MSE against the teacher at least halves, feature loss does
 //! no worse than output loss alone, and resume is exact.
 
-#[path = "support/mod.rs"]
-mod support;
-use support::max_abs_diff;
+use crate::support::max_abs_diff;
 
 use std::path::Path;
 use std::time::Instant;

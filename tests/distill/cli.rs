@@ -2,9 +2,7 @@
 //! log, evaluation, checkpoints, resume, stages, and an exported student that the engine
 //! loads and generates with.
 
-#[path = "support/mod.rs"]
-mod support;
-use support::max_abs_diff;
+use crate::support::max_abs_diff;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,9 +1,7 @@
 //! `model prune`: the student folder loads in the engine, its kept layers carry the
 //! teacher's weights (renumbered), and it generates an image.
 
-#[path = "support/mod.rs"]
-mod support;
-use support::max_abs_diff;
+use crate::support::max_abs_diff;
 
 use std::path::Path;
 use std::process::Command;
