@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod distill;
+pub mod domain;
 pub mod engine;
 pub mod jobs;
 pub mod report;

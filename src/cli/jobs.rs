@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use uuid::Uuid;
 
 use crate::db::{generation, jobs as q, studies};
+use crate::domain::{ModelName, DEFAULT_SAMPLING};
 use crate::jobs::generate::{enqueue_generation, GenerationRequest, Sampling};
 use crate::jobs::models;
 
@@ -72,18 +73,18 @@ pub struct GenerateArgs {
 /// How images are generated, shared by `jobs generate` and `jobs compare`.
 #[derive(Debug, Args)]
 pub struct SamplingArgs {
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = DEFAULT_SAMPLING.steps)]
     pub steps: usize,
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = DEFAULT_SAMPLING.guidance)]
     pub guidance: f64,
     /// euler, ddim, dpmpp-2m or euler-a (default: the model's own).
     #[arg(long)]
     pub scheduler: Option<String>,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = DEFAULT_SAMPLING.width)]
     pub width: usize,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = DEFAULT_SAMPLING.height)]
     pub height: usize,
-    #[arg(long, default_value = "f16")]
+    #[arg(long, default_value = DEFAULT_SAMPLING.dtype)]
     pub dtype: String,
     /// Prompts per job.
     #[arg(long, default_value_t = 8)]
@@ -184,7 +185,8 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
             );
         }
         JobsCommand::Generate(a) => {
-            anyhow::ensure!((1..=64).contains(&a.seeds), "--seeds must be 1-64");
+            crate::domain::rules::check_seeds_per_prompt(a.seeds)
+                .map_err(|e| anyhow::anyhow!("--{e}"))?;
             let database = open_database(&a.db).await?;
             let db = &database.db;
             let study = studies::by_slug(&db.pool, &a.study).await?;
@@ -222,7 +224,7 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
                 teacher: a.teacher.clone(),
                 stages: h.stages(a.plan.as_deref(), a.stages.as_deref())?,
                 data: a.data.clone(),
-                student: a.student.clone(),
+                student: ModelName::parse("--student", &a.student)?.into_string(),
                 train: h.train_config()?,
                 resolution: h.resolution,
                 held_out: h.held_out,

@@ -24,6 +24,7 @@ use crate::db::{jobs as q, Db};
 use crate::distill::run::{Control, Event, RunOptions, Stages};
 use crate::distill::train::TrainConfig;
 use crate::distill::{DistillError, Keep};
+use crate::domain::rules::{check_seeds_per_prompt, ModelName};
 use crate::engine::config::{read_json, UNetConfig};
 use crate::engine::device::parse_dtype;
 use crate::study::prompts::NewPrompt;
@@ -71,8 +72,8 @@ pub struct DistillPayload {
 impl DistillPayload {
     /// Checks what needs no files.
     pub fn validate(&self) -> Result<(), JobError> {
-        check_model_name(&self.student)?;
-        if self.student == self.teacher {
+        let student = ModelName::parse("student", &self.student)?;
+        if student.as_str() == self.teacher.trim() {
             return Err(JobError::Invalid(
                 "student: must be a new name, not the teacher's".into(),
             ));
@@ -96,17 +97,6 @@ impl DistillPayload {
             .validate()
             .map_err(|e| JobError::Invalid(e.to_string()))
     }
-}
-
-fn check_model_name(name: &str) -> Result<(), JobError> {
-    let n = name.trim();
-    if n.is_empty() || n.len() > 100 || n.contains('#') || n != name {
-        return Err(JobError::Invalid(
-            "student: a model name must be 1-100 characters without '#' or surrounding spaces"
-                .into(),
-        ));
-    }
-    Ok(())
 }
 
 /// A dataset folder: absolute, or relative to the models directory (which workers share).
@@ -582,9 +572,7 @@ pub async fn compare_with_teacher(
 ) -> Result<(Study, usize), JobError> {
     let (teacher, student) = finished_models(db, job_id).await?;
     req.sampling.validate()?;
-    if !(1..=64).contains(&req.seeds) {
-        return Err(JobError::Invalid("seeds per prompt must be 1-64".into()));
-    }
+    check_seeds_per_prompt(req.seeds)?;
     if req.prompts.is_empty() {
         return Err(JobError::Invalid("prompts: none given".into()));
     }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::db::generation::{self, GeneratedImage};
 use crate::db::{jobs as q, Db};
+use crate::domain::rules::check_seeds_per_prompt;
 use crate::engine::device::parse_dtype;
 use crate::engine::{GenerateRequest, SchedulerKind};
 use crate::study::images::prepare;
@@ -108,9 +109,7 @@ pub async fn enqueue_generation(
             "the study has no prompts to generate (import prompts first)".into(),
         ));
     }
-    if req.seeds.is_empty() || req.seeds.len() > 64 {
-        return Err(JobError::Invalid("seeds per prompt must be 1-64".into()));
-    }
+    check_seeds_per_prompt(req.seeds.len() as i64)?;
     let batch = req.batch.clamp(1, 1000);
     let mut ids = Vec::new();
     let mut new = 0;

@@ -165,6 +165,12 @@ pub enum JobError {
     Invalid(String),
 }
 
+impl From<crate::domain::Invalid> for JobError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        JobError::Invalid(e.to_string())
+    }
+}
+
 /// One kind of job. A runner lives on the worker's device thread for the worker's whole
 /// life, so it can keep models loaded between jobs.
 pub trait JobRunner: Send {

@@ -96,12 +96,8 @@ pub async fn register(
     folder: &Path,
     models_dir: Option<&Path>,
 ) -> Result<ModelRow, JobError> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 100 || name.contains('#') {
-        return Err(JobError::Invalid(
-            "model name must be 1-100 characters without '#'".into(),
-        ));
-    }
+    let name = crate::domain::ModelName::parse("model", name)?;
+    let name = name.as_str();
     let (check, stored) = match models_dir {
         Some(base) if folder.is_relative() => {
             if folder

@@ -4,9 +4,7 @@
 //! guarantees (prompts balanced within a pair, block-randomised sides, no repeats, one open
 //! assignment) is applied after that choice exactly as under uniform allocation.
 
-use serde::Serialize;
-
-use super::StudyError;
+pub use crate::domain::Allocation;
 use crate::stats::holm::holm;
 use crate::stats::sequential::{cs_at, Sequential};
 
@@ -16,37 +14,6 @@ pub const LIVE_ALPHA: f64 = 0.05;
 /// Share of comparisons that adaptive allocation still hands out the uniform way
 /// (fewest-first), so every pair keeps being sampled and a wrong early lead can be corrected.
 pub const EXPLORATION: f64 = 0.1;
-
-/// How a study spreads its comparisons over the model pairs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Allocation {
-    /// The model pair with the fewest assignments first.
-    #[default]
-    Uniform,
-    /// The undecided model pair whose confidence sequence is expected to shrink the most
-    /// with one more vote, except for the exploration share.
-    Adaptive,
-}
-
-impl Allocation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Allocation::Uniform => "uniform",
-            Allocation::Adaptive => "adaptive",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Self, StudyError> {
-        match s.trim() {
-            "uniform" => Ok(Allocation::Uniform),
-            "adaptive" => Ok(Allocation::Adaptive),
-            other => Err(StudyError::invalid(
-                "allocation",
-                format!("'{other}' is not 'uniform' or 'adaptive'"),
-            )),
-        }
-    }
-}
 
 /// Holm across the model pairs on the anytime-valid p-values: which pairs are decided.
 /// Every model pair of the study is in the family, voted on or not.

@@ -25,6 +25,15 @@ pub enum StudyError {
     Io(#[from] std::io::Error),
 }
 
+impl From<crate::domain::Invalid> for StudyError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        StudyError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
 impl StudyError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         StudyError::Invalid {

@@ -15,6 +15,7 @@ use crate::db::Db;
 use self::files::{inside, read_image, resolve_inside, Staging};
 use super::prompts::NewPrompt;
 use super::{Study, StudyError};
+pub use crate::domain::content::{PreparedImage, StoredFile};
 
 mod files;
 
@@ -24,13 +25,6 @@ mod files;
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
-}
-
-/// A stored file: its hash and its path relative to the store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredFile {
-    pub sha256: String,
-    pub file: String,
 }
 
 impl ImageStore {
@@ -85,21 +79,6 @@ pub fn broken_version(image: &RgbImage) -> RgbImage {
         }
     }
     out
-}
-
-/// A processed image, ready for the database.
-#[derive(Debug, Clone)]
-pub struct PreparedImage {
-    pub model: String,
-    pub prompt: NewPrompt,
-    pub seed: Option<i64>,
-    pub steps: Option<i32>,
-    pub guidance: Option<f64>,
-    pub scheduler: Option<String>,
-    pub width: u32,
-    pub height: u32,
-    pub stored: StoredFile,
-    pub broken: StoredFile,
 }
 
 /// The PNG bytes of an image and of its broken version.
@@ -190,12 +169,9 @@ fn read_manifest(
             return Err(at(super::input::nul_message(&format!("field '{field}'"))));
         }
         let line: ManifestLine = serde_json::from_value(value).map_err(|e| at(e.to_string()))?;
-        let model = line.model.trim().to_string();
-        if model.is_empty() || model.len() > 100 || model.contains('#') {
-            return Err(at(
-                "field 'model' must be 1-100 characters without '#'".into()
-            ));
-        }
+        let model = crate::domain::ModelName::parse("model", &line.model)
+            .map_err(|e| at(format!("field '{}': {}", e.field, e.message)))?
+            .into_string();
         let text = line.prompt.trim().to_string();
         if text.is_empty() {
             return Err(at("field 'prompt' is empty".into()));

@@ -3,16 +3,9 @@
 //! number of the first bad line, before anything is stored.
 
 use crate::db::Db;
+pub use crate::domain::content::NewPrompt;
 
 use super::{Study, StudyError};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewPrompt {
-    pub text: String,
-    pub category: Option<String>,
-    pub challenge: Option<String>,
-    pub external_id: Option<String>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromptFormat {

@@ -32,6 +32,7 @@ use rand::Rng;
 use uuid::Uuid;
 
 use super::allocation::{self, Allocation, EXPLORATION, LIVE_ALPHA};
+pub use crate::domain::content::PairRow;
 use crate::stats::sequential::Sequential;
 
 /// A candidate pair with the counts that balance it.
@@ -97,21 +98,6 @@ struct OwnPick {
 /// re-read scans every pair of the study, so larger studies re-read less often.
 pub fn sync_every(pairs: usize) -> Duration {
     Duration::from_micros(2_000 + 20 * pairs as u64).min(Duration::from_millis(200))
-}
-
-/// One pair as the database holds it.
-#[derive(Debug, Clone)]
-pub struct PairRow {
-    pub id: Uuid,
-    pub prompt_id: Uuid,
-    pub prompt_text: String,
-    pub model_pair_id: Uuid,
-    pub image_a: Uuid,
-    pub image_b: Uuid,
-    pub issued: u64,
-    pub votes: u64,
-    /// Votes with model A on the left.
-    pub a_left: u64,
 }
 
 /// What the scheduler decided for a participant.

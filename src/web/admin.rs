@@ -213,6 +213,7 @@ impl TryFrom<&StudyFields> for StudySettings {
             stop_when_decided: f.stop_when_decided.is_some(),
             vote_budget: budget,
         })
+        .map_err(StudyError::from)
     }
 }
 
@@ -353,7 +354,7 @@ async fn set_status(
     form: extract::Form<StatusForm>,
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
-    let status = StudyStatus::parse(&form.status)?;
+    let status = StudyStatus::parse(&form.status).map_err(StudyError::from)?;
     studies::set_status(&state.db.pool, &slug, status).await?;
     Ok(see_other(&format!("/admin/studies/{slug}")))
 }

@@ -14,6 +14,7 @@ use crate::db::jobs as q;
 use crate::distill::run::{Stage, StageTeacher, Stages};
 use crate::distill::train::TrainConfig;
 use crate::distill::{FeatureLevel, Keep};
+use crate::domain::DEFAULT_SAMPLING;
 use crate::jobs::distill::{
     choose_prompts, compare_with_teacher, enqueue_distillation, CompareRequest, DistillPayload,
 };
@@ -172,7 +173,7 @@ fn parse_start(f: &Fields) -> Result<DistillPayload, JobError> {
         teacher: field(f, "teacher").to_string(),
         stages: parse_stages(field(f, "plan"), stage_teacher)?,
         data: field(f, "data").to_string(),
-        student: field(f, "student").to_string(),
+        student: crate::domain::ModelName::parse("student", field(f, "student"))?.into_string(),
         train,
         resolution: number(f, "resolution", "resolution")?,
         held_out: number(f, "held_out", "held-out samples")?,
@@ -333,12 +334,12 @@ fn compare_defaults(teacher: &str, student: &str) -> Fields {
         ("categories", String::new()),
         ("max_prompts", "200".into()),
         ("seeds", "1".into()),
-        ("steps", "30".into()),
-        ("guidance", "5".into()),
+        ("steps", DEFAULT_SAMPLING.steps.to_string()),
+        ("guidance", DEFAULT_SAMPLING.guidance.to_string()),
         ("scheduler", String::new()),
-        ("width", "1024".into()),
-        ("height", "1024".into()),
-        ("dtype", "f16".into()),
+        ("width", DEFAULT_SAMPLING.width.to_string()),
+        ("height", DEFAULT_SAMPLING.height.to_string()),
+        ("dtype", DEFAULT_SAMPLING.dtype.into()),
         ("batch", "8".into()),
     ]
     .into_iter()
@@ -485,7 +486,8 @@ async fn parse_compare(
         allow_tie: true,
         allow_both_bad: true,
         ..StudyForm::default()
-    })?;
+    })
+    .map_err(crate::study::StudyError::from)?;
     Ok(CompareRequest {
         study,
         prompts: compare_prompts(settings, f).await?,

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::db::generation::{self, ModelRow};
 use crate::db::{jobs as q, studies};
+use crate::domain::DEFAULT_SAMPLING;
 use crate::jobs::generate::{enqueue_generation, GenerationRequest, Sampling};
 use crate::jobs::{Job, JobError};
 use crate::study::Study;
@@ -286,12 +287,12 @@ impl Default for GenerateForm {
             models: String::new(),
             categories: String::new(),
             seeds: "2".into(),
-            steps: "30".into(),
-            guidance: "5".into(),
+            steps: DEFAULT_SAMPLING.steps.to_string(),
+            guidance: DEFAULT_SAMPLING.guidance.to_string(),
             scheduler: String::new(),
-            width: "1024".into(),
-            height: "1024".into(),
-            dtype: "f16".into(),
+            width: DEFAULT_SAMPLING.width.to_string(),
+            height: DEFAULT_SAMPLING.height.to_string(),
+            dtype: DEFAULT_SAMPLING.dtype.into(),
             batch: "8".into(),
         }
     }
@@ -417,9 +418,7 @@ async fn parse_request(
         )));
     }
     let seeds: i64 = number("seeds per prompt", &f.seeds)?;
-    if !(1..=64).contains(&seeds) {
-        return Err(JobError::Invalid("seeds per prompt must be 1-64".into()));
-    }
+    crate::domain::rules::check_seeds_per_prompt(seeds)?;
     let scheduler =
         Some(f.scheduler.trim().to_string()).filter(|s| !s.is_empty() && s != "default");
     Ok(GenerationRequest {

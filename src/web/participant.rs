@@ -65,7 +65,7 @@ async fn intro(
     query: extract::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, PageError> {
     let study = crate::db::studies::by_slug(&state.db.pool, &slug).await?;
-    let ext = external_ids(&query).validated()?;
+    let ext = external_ids(&query).validated().map_err(StudyError::from)?;
     if !participation::may_enter(&state.db, &study, &ext).await? {
         return Err(StudyError::NotOpen.into());
     }

@@ -2,7 +2,6 @@
 //! `jobs generate`, `jobs list`, `worker --exit-when-idle`, `jobs cancel`/`retry` errors, and
 //! `jobs distill` → `worker --kinds distill` → `jobs compare`.
 
-
 use std::process::{Command, Output};
 
 use arenaxl::study::prompts::{import_prompts, NewPrompt};

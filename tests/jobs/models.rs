@@ -2,7 +2,6 @@
 //! jobs, least recently used evicted when over budget). Also: a NOTIFY wakes an idle worker
 //! long before its poll interval.
 
-
 use std::time::{Duration, Instant};
 
 use arenaxl::jobs::models::{weights_hash, ModelCache};

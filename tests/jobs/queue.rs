@@ -1,13 +1,12 @@
 //! Queue semantics against real Postgres: claim, lease, heartbeat, completion only by the
 //! holder, expiry with backoff, cancellation, idempotency, and no double claim.
 
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::common::fresh_db;
 use arenaxl::db::jobs::{self as q, LeaseState, Outcome};
 use arenaxl::jobs::{JobStatus, NewJob};
-use crate::common::fresh_db;
 
 fn kinds() -> Vec<String> {
     vec!["noop".to_string()]

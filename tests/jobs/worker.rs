@@ -3,11 +3,11 @@
 //! mid-job, a lease taken over, connections dropped, a broken model folder, cancellation,
 //! graceful shutdown, and many workers on the same queue.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{fresh_db, TestDb};
 use arenaxl::db::jobs as q;
 use arenaxl::db::Db;
 use arenaxl::jobs::generate::{enqueue_generation, GenerateRunner, GenerationRequest, Sampling};
@@ -18,7 +18,6 @@ use arenaxl::jobs::{
 use arenaxl::study::images::ImageStore;
 use arenaxl::study::prompts::{import_prompts, NewPrompt};
 use arenaxl::study::{Study, StudyForm, StudySettings};
-use crate::common::{fresh_db, TestDb};
 use uuid::Uuid;
 
 /// A tiny model folder made once per test process.

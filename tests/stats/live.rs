@@ -3,9 +3,8 @@
 //! anytime-valid test, or when its vote budget is reached, and not before; an adaptive
 //! study still hands a participant exactly one open assignment.
 
-
-use arenaxl::study::{Study, StudyForm, StudySettings};
 use crate::common::TestApp;
+use arenaxl::study::{Study, StudyForm, StudySettings};
 use uuid::Uuid;
 
 async fn study(app: &TestApp, slug: &str, form: StudyForm, models: &[&str]) -> Study {
