@@ -10,6 +10,7 @@ pub mod distill;
 pub mod domain;
 pub mod engine;
 pub mod jobs;
+pub mod queue;
 pub mod report;
 pub mod startup;
 pub mod stats;

@@ -9,10 +9,10 @@ use clap::Args;
 use uuid::Uuid;
 
 use crate::db::embedded::EmbeddedPostgres;
-use crate::db::jobs::{self as q, Outcome};
 use crate::db::{self, studies, Db};
 use crate::jobs::generate::{enqueue_generation, GenerationRequest, Sampling};
 use crate::jobs::{runners_for, RunnerOptions, Worker, WorkerConfig};
+use crate::queue::store::{self as q, Outcome};
 use crate::study::images::ImageStore;
 use crate::study::prompts::{import_prompts, NewPrompt};
 use crate::study::{StudyForm, StudySettings};

@@ -20,7 +20,7 @@ use crate::jobs::models;
 use crate::startup::Application;
 use crate::study::images::ImageStore;
 use crate::study::prompts::{import_prompts, parse_prompts, NewPrompt, PromptFormat};
-use crate::study::{admins, Study, StudyError, StudyForm, StudySettings, StudyStatus};
+use crate::study::{admins, Study, StudyForm, StudySettings, StudyStatus};
 
 use super::serve::{open_database, DbArgs};
 use super::worker::WorkerArgs;
@@ -138,7 +138,7 @@ pub async fn prepare_demo(db: &crate::db::Db, args: &DemoArgs) -> anyhow::Result
     let study = match studies::by_slug(&db.pool, DEMO_SLUG).await {
         // An older demo study keeps its votes but gets the current notice.
         Ok(s) => studies::update(&db.pool, s.id, &settings).await?,
-        Err(StudyError::NotFound(_)) => studies::insert(&db.pool, &settings).await?,
+        Err(crate::db::DbError::NotFound(_)) => studies::insert(&db.pool, &settings).await?,
         Err(e) => return Err(e.into()),
     };
     let prompts = demo_prompts(args)?;

@@ -8,10 +8,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
-use crate::db::{generation, jobs as q, studies};
+use crate::db::{generation, studies};
 use crate::domain::{ModelName, DEFAULT_SAMPLING};
 use crate::jobs::generate::{enqueue_generation, GenerationRequest, Sampling};
 use crate::jobs::models;
+use crate::queue::store as q;
 
 use super::serve::{open_database, DbArgs};
 

@@ -1,11 +1,10 @@
 //! Queries on admin accounts and their server-side sessions.
 
+use super::DbError;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::study::StudyError;
-
-pub async fn upsert(pool: &PgPool, email: &str, password_hash: &str) -> Result<Uuid, StudyError> {
+pub async fn upsert(pool: &PgPool, email: &str, password_hash: &str) -> Result<Uuid, DbError> {
     Ok(sqlx::query_scalar(
         "INSERT INTO admins (id, email, password_hash) VALUES ($1, $2, $3) \
          ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash RETURNING id",
@@ -23,7 +22,7 @@ pub async fn set_password(
     pool: &PgPool,
     email: &str,
     password_hash: &str,
-) -> Result<Option<(Uuid, u64)>, StudyError> {
+) -> Result<Option<(Uuid, u64)>, DbError> {
     let mut tx = pool.begin().await?;
     let id: Option<Uuid> =
         sqlx::query_scalar("UPDATE admins SET password_hash = $2 WHERE email = $1 RETURNING id")
@@ -40,7 +39,7 @@ pub async fn set_password(
 async fn revoke_all_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     admin: Uuid,
-) -> Result<u64, StudyError> {
+) -> Result<u64, DbError> {
     Ok(sqlx::query(
         "UPDATE admin_sessions SET revoked_at = now() WHERE admin_id = $1 AND revoked_at IS NULL",
     )
@@ -51,7 +50,7 @@ async fn revoke_all_in(
 }
 
 /// Deletes an account; its sessions go with it (ON DELETE CASCADE). False when unknown.
-pub async fn delete(pool: &PgPool, email: &str) -> Result<bool, StudyError> {
+pub async fn delete(pool: &PgPool, email: &str) -> Result<bool, DbError> {
     Ok(sqlx::query("DELETE FROM admins WHERE email = $1")
         .bind(email)
         .execute(pool)
@@ -69,7 +68,7 @@ pub struct AdminRow {
     pub last_seen_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<AdminRow>, StudyError> {
+pub async fn list(pool: &PgPool) -> Result<Vec<AdminRow>, DbError> {
     Ok(sqlx::query_as(
         "SELECT a.email, a.created_at, \
                 COUNT(s.id_hash) FILTER (WHERE s.revoked_at IS NULL AND s.expires_at > now()) \
@@ -82,7 +81,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<AdminRow>, StudyError> {
     .await?)
 }
 
-pub async fn by_email(pool: &PgPool, email: &str) -> Result<Option<(Uuid, String)>, StudyError> {
+pub async fn by_email(pool: &PgPool, email: &str) -> Result<Option<(Uuid, String)>, DbError> {
     Ok(
         sqlx::query_as("SELECT id, password_hash FROM admins WHERE email = $1")
             .bind(email)
@@ -91,7 +90,7 @@ pub async fn by_email(pool: &PgPool, email: &str) -> Result<Option<(Uuid, String
     )
 }
 
-pub async fn exists(pool: &PgPool, id: Uuid) -> Result<bool, StudyError> {
+pub async fn exists(pool: &PgPool, id: Uuid) -> Result<bool, DbError> {
     Ok(
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admins WHERE id = $1)")
             .bind(id)
@@ -105,7 +104,7 @@ pub async fn insert_session(
     id_hash: &[u8],
     admin: Uuid,
     max_secs: u64,
-) -> Result<(), StudyError> {
+) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO admin_sessions (id_hash, admin_id, expires_at) \
          VALUES ($1, $2, now() + make_interval(secs => $3))",
@@ -125,7 +124,7 @@ pub async fn touch_session(
     pool: &PgPool,
     id_hash: &[u8],
     idle_secs: u64,
-) -> Result<Option<Uuid>, StudyError> {
+) -> Result<Option<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         "UPDATE admin_sessions s SET last_seen_at = now() \
          FROM admins a \
@@ -140,7 +139,7 @@ pub async fn touch_session(
     .await?)
 }
 
-pub async fn revoke_session(pool: &PgPool, id_hash: &[u8]) -> Result<(), StudyError> {
+pub async fn revoke_session(pool: &PgPool, id_hash: &[u8]) -> Result<(), DbError> {
     sqlx::query(
         "UPDATE admin_sessions SET revoked_at = now() WHERE id_hash = $1 AND revoked_at IS NULL",
     )

@@ -1,18 +1,17 @@
 //! Queries on a study's content: prompts, models, images and the candidate pairs they form.
 
+use super::DbError;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::study::images::PreparedImage;
-use crate::study::prompts::NewPrompt;
-use crate::study::StudyError;
+use crate::domain::content::{NewPrompt, PreparedImage};
 
 /// Finds or inserts a prompt; returns its id and whether it was new.
 pub async fn insert_prompt(
     tx: &mut Transaction<'_, Postgres>,
     study_id: Uuid,
     p: &NewPrompt,
-) -> Result<(Uuid, bool), StudyError> {
+) -> Result<(Uuid, bool), DbError> {
     if let Some(ext) = &p.external_id {
         let found: Option<Uuid> =
             sqlx::query_scalar("SELECT id FROM prompts WHERE study_id = $1 AND external_id = $2")
@@ -47,10 +46,7 @@ pub async fn insert_prompt(
     Ok((id, false))
 }
 
-pub async fn upsert_model(
-    tx: &mut Transaction<'_, Postgres>,
-    name: &str,
-) -> Result<Uuid, StudyError> {
+pub async fn upsert_model(tx: &mut Transaction<'_, Postgres>, name: &str) -> Result<Uuid, DbError> {
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO models (id, name) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
     )
@@ -67,7 +63,7 @@ pub async fn insert_image(
     tx: &mut Transaction<'_, Postgres>,
     study_id: Uuid,
     img: &PreparedImage,
-) -> Result<bool, StudyError> {
+) -> Result<bool, DbError> {
     let model_id = upsert_model(tx, &img.model).await?;
     let (prompt_id, _) = insert_prompt(tx, study_id, &img.prompt).await?;
     let existing: Option<String> = sqlx::query_scalar(
@@ -82,7 +78,7 @@ pub async fn insert_image(
     match existing {
         Some(sha) if sha == img.stored.sha256 => return Ok(false),
         Some(_) => {
-            return Err(StudyError::Conflict(format!(
+            return Err(DbError::Conflict(format!(
                 "the study already has a different image for prompt '{}', model '{}', seed {:?}",
                 img.prompt.text, img.model, img.seed
             )))
@@ -117,7 +113,7 @@ pub async fn insert_image(
 pub async fn rebuild_pairs(
     tx: &mut Transaction<'_, Postgres>,
     study_id: Uuid,
-) -> Result<u64, StudyError> {
+) -> Result<u64, DbError> {
     const SAME_ITEM: &str = "ib.study_id = ia.study_id AND ib.prompt_id = ia.prompt_id \
         AND COALESCE(ib.seed, -1) = COALESCE(ia.seed, -1)";
     sqlx::query(&format!(

@@ -1,10 +1,10 @@
 //! Read-only aggregates for the admin dashboard and the votes export.
 
+use super::DbError;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use crate::report::votes::{Choice, VoteRecord, BROKEN_MARKER};
-use crate::study::StudyError;
+use crate::domain::votes::{Choice, VoteRecord, BROKEN_MARKER};
 
 #[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct ModelPairCount {
@@ -38,7 +38,7 @@ pub struct Totals {
     pub median_response_ms: Option<f64>,
 }
 
-pub async fn model_pairs(pool: &PgPool, study_id: Uuid) -> Result<Vec<ModelPairCount>, StudyError> {
+pub async fn model_pairs(pool: &PgPool, study_id: Uuid) -> Result<Vec<ModelPairCount>, DbError> {
     Ok(sqlx::query_as(
         "SELECT ma.name AS model_a, mb.name AS model_b, \
            (SELECT count(*) FROM pairs p WHERE p.model_pair_id = mp.id) AS pairs, \
@@ -58,7 +58,7 @@ pub async fn model_pairs(pool: &PgPool, study_id: Uuid) -> Result<Vec<ModelPairC
     .await?)
 }
 
-pub async fn prompts(pool: &PgPool, study_id: Uuid) -> Result<Vec<PromptCount>, StudyError> {
+pub async fn prompts(pool: &PgPool, study_id: Uuid) -> Result<Vec<PromptCount>, DbError> {
     Ok(sqlx::query_as(
         "SELECT pr.text AS prompt, pr.category, COALESCE(sum(p.votes), 0)::bigint AS votes \
          FROM prompts pr LEFT JOIN pairs p ON p.prompt_id = pr.id \
@@ -69,7 +69,7 @@ pub async fn prompts(pool: &PgPool, study_id: Uuid) -> Result<Vec<PromptCount>, 
     .await?)
 }
 
-pub async fn totals(pool: &PgPool, study_id: Uuid) -> Result<Totals, StudyError> {
+pub async fn totals(pool: &PgPool, study_id: Uuid) -> Result<Totals, DbError> {
     Ok(sqlx::query_as(
         "SELECT \
            (SELECT count(*) FROM prompts WHERE study_id = $1) AS prompts, \
@@ -91,7 +91,7 @@ pub async fn totals(pool: &PgPool, study_id: Uuid) -> Result<Totals, StudyError>
 
 /// Every vote of a study in the votes-CSV shape. Gold checks name the broken side's model
 /// with [`BROKEN_MARKER`], so analyses can tell a pass from a failure without the database.
-pub async fn vote_records(pool: &PgPool, study_id: Uuid) -> Result<Vec<VoteRecord>, StudyError> {
+pub async fn vote_records(pool: &PgPool, study_id: Uuid) -> Result<Vec<VoteRecord>, DbError> {
     #[derive(FromRow)]
     struct Row {
         participant_id: Uuid,
@@ -130,7 +130,7 @@ pub async fn vote_records(pool: &PgPool, study_id: Uuid) -> Result<Vec<VoteRecor
             let choice: Choice = r
                 .choice
                 .parse()
-                .map_err(|e: String| StudyError::Conflict(format!("stored vote has {e}")))?;
+                .map_err(|e: String| DbError::Conflict(format!("stored vote has {e}")))?;
             Ok(VoteRecord {
                 participant_id: r.participant_id.to_string(),
                 prompt_id: r.prompt_id,
@@ -173,7 +173,7 @@ pub struct DatasetRow {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-pub async fn dataset_rows(pool: &PgPool, study_id: Uuid) -> Result<Vec<DatasetRow>, StudyError> {
+pub async fn dataset_rows(pool: &PgPool, study_id: Uuid) -> Result<Vec<DatasetRow>, DbError> {
     Ok(sqlx::query_as(
         "SELECT pr.text AS prompt, il.id AS left_image, ir.id AS right_image, il.file AS left_file, \
            ir.file AS right_file, ml.name AS model_left, mr.name AS model_right, v.choice, a.participant_id, \
@@ -208,7 +208,7 @@ pub struct ParticipantRow {
 pub async fn participant_rows(
     pool: &PgPool,
     study_id: Uuid,
-) -> Result<Vec<ParticipantRow>, StudyError> {
+) -> Result<Vec<ParticipantRow>, DbError> {
     Ok(sqlx::query_as(
         "SELECT p.id AS participant_id, \
            COALESCE(p.platform, CASE WHEN p.prolific_pid IS NOT NULL THEN 'prolific' \

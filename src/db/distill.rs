@@ -1,11 +1,12 @@
 //! Queries of distillation jobs: their loss curves (written by the lease holder only), and
 //! the distill jobs an admin sees.
 
+use super::DbError;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::generation::ModelRow;
-use crate::jobs::{JobError, Lease};
+use crate::queue::Lease;
 
 /// One point of a curve: stage, step and what was measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,12 +25,12 @@ pub async fn insert_points(
     pool: &PgPool,
     lease: &Lease,
     points: &[Point],
-) -> Result<bool, JobError> {
+) -> Result<bool, DbError> {
     if points.is_empty() {
         return Ok(true);
     }
     let mut tx = pool.begin().await?;
-    if !super::jobs::lock_if_held(&mut tx, lease).await? {
+    if !crate::queue::store::lock_if_held(&mut tx, lease).await? {
         return Ok(false);
     }
     let stages: Vec<i32> = points.iter().map(|p| p.stage).collect();
@@ -53,7 +54,7 @@ pub async fn insert_points(
 }
 
 /// Every point of a job, by stage, kind and step.
-pub async fn points(pool: &PgPool, job_id: Uuid) -> Result<Vec<Point>, JobError> {
+pub async fn points(pool: &PgPool, job_id: Uuid) -> Result<Vec<Point>, DbError> {
     let rows: Vec<(i32, String, i64, serde_json::Value)> = sqlx::query_as(
         "SELECT stage, kind, step, data FROM distill_points WHERE job_id = $1 \
          ORDER BY stage, kind, step",
@@ -82,10 +83,10 @@ pub async fn register_student(
     folder: &str,
     weights_hash: &str,
     info: &serde_json::Value,
-) -> Result<Option<ModelRow>, JobError> {
+) -> Result<Option<ModelRow>, DbError> {
     let mut tx = pool.begin().await?;
-    if !super::jobs::lock_if_held(&mut tx, lease).await? {
-        return Err(JobError::Stopped(crate::jobs::Stop::LeaseLost));
+    if !crate::queue::store::lock_if_held(&mut tx, lease).await? {
+        return Err(DbError::LeaseLost);
     }
     let row: Option<ModelRow> = sqlx::query_as(
         "INSERT INTO models (id, name, folder, weights_hash, info, registered_at) \
@@ -111,20 +112,17 @@ pub async fn register_student(
 /// student under `name`.
 pub async fn pending_student(
     pool: &PgPool,
+    kind: &str,
     name: &str,
     key: &str,
-) -> Result<Option<Uuid>, JobError> {
+) -> Result<Option<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE kind = 'distill' AND status IN ('queued', 'running') \
+        "SELECT id FROM jobs WHERE kind = $3 AND status IN ('queued', 'running') \
          AND payload->>'student' = $1 AND idempotency_key IS DISTINCT FROM $2 LIMIT 1",
     )
     .bind(name)
     .bind(key)
+    .bind(kind)
     .fetch_optional(pool)
     .await?)
-}
-
-/// The most recent distillation jobs.
-pub async fn recent_jobs(pool: &PgPool, limit: i64) -> Result<Vec<crate::jobs::Job>, JobError> {
-    super::jobs::recent_of_kind(pool, crate::jobs::distill::KIND, limit).await
 }

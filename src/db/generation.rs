@@ -1,10 +1,9 @@
 //! Queries of image generation: registered models, generated images with their
 //! provenance, and the unblinded gallery.
 
+use super::DbError;
 use sqlx::{FromRow, PgPool, Postgres, Transaction};
 use uuid::Uuid;
-
-use crate::jobs::JobError;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ModelRow {
@@ -22,7 +21,7 @@ pub async fn upsert_registered(
     folder: &str,
     weights_hash: &str,
     info: &serde_json::Value,
-) -> Result<ModelRow, JobError> {
+) -> Result<ModelRow, DbError> {
     Ok(sqlx::query_as(
         "INSERT INTO models (id, name, folder, weights_hash, info, registered_at) VALUES ($1, $2, $3, $4, $5, now()) \
          ON CONFLICT (name) DO UPDATE SET folder = EXCLUDED.folder, weights_hash = EXCLUDED.weights_hash, \
@@ -39,7 +38,7 @@ pub async fn upsert_registered(
 }
 
 /// Models with a registered folder, by name.
-pub async fn registered(pool: &PgPool) -> Result<Vec<ModelRow>, JobError> {
+pub async fn registered(pool: &PgPool) -> Result<Vec<ModelRow>, DbError> {
     Ok(sqlx::query_as(
         "SELECT id, name, folder, weights_hash, info FROM models WHERE folder IS NOT NULL ORDER BY name",
     )
@@ -47,7 +46,7 @@ pub async fn registered(pool: &PgPool) -> Result<Vec<ModelRow>, JobError> {
     .await?)
 }
 
-pub async fn model_by_name(pool: &PgPool, name: &str) -> Result<Option<ModelRow>, JobError> {
+pub async fn model_by_name(pool: &PgPool, name: &str) -> Result<Option<ModelRow>, DbError> {
     Ok(
         sqlx::query_as("SELECT id, name, folder, weights_hash, info FROM models WHERE name = $1")
             .bind(name)
@@ -61,7 +60,7 @@ pub async fn prompts_by_id(
     pool: &PgPool,
     study_id: Uuid,
     ids: &[Uuid],
-) -> Result<Vec<(Uuid, String)>, JobError> {
+) -> Result<Vec<(Uuid, String)>, DbError> {
     Ok(sqlx::query_as(
         "SELECT p.id, p.text FROM unnest($2::uuid[]) WITH ORDINALITY AS x(id, n) \
          JOIN prompts p ON p.id = x.id AND p.study_id = $1 ORDER BY x.n",
@@ -77,7 +76,7 @@ pub async fn study_prompt_ids(
     pool: &PgPool,
     study_id: Uuid,
     categories: &[String],
-) -> Result<Vec<Uuid>, JobError> {
+) -> Result<Vec<Uuid>, DbError> {
     Ok(sqlx::query_scalar(
         "SELECT id FROM prompts WHERE study_id = $1 AND (cardinality($2::text[]) = 0 OR category = ANY($2)) \
          ORDER BY created_at, id",
@@ -94,7 +93,7 @@ pub async fn existing_items(
     study_id: Uuid,
     model_id: Uuid,
     prompt_ids: &[Uuid],
-) -> Result<Vec<(Uuid, Option<i64>)>, JobError> {
+) -> Result<Vec<(Uuid, Option<i64>)>, DbError> {
     Ok(sqlx::query_as(
         "SELECT prompt_id, seed FROM images WHERE study_id = $1 AND model_id = $2 AND prompt_id = ANY($3)",
     )
@@ -116,8 +115,8 @@ pub struct GeneratedImage<'a> {
     pub scheduler: &'a str,
     pub width: i32,
     pub height: i32,
-    pub stored: &'a crate::study::images::StoredFile,
-    pub broken: &'a crate::study::images::StoredFile,
+    pub stored: &'a crate::domain::content::StoredFile,
+    pub broken: &'a crate::domain::content::StoredFile,
     pub provenance: &'a serde_json::Value,
 }
 
@@ -127,7 +126,7 @@ pub struct GeneratedImage<'a> {
 pub async fn insert_generated(
     tx: &mut Transaction<'_, Postgres>,
     img: &GeneratedImage<'_>,
-) -> Result<bool, JobError> {
+) -> Result<bool, DbError> {
     let done = sqlx::query(
         "INSERT INTO images (id, study_id, prompt_id, model_id, seed, steps, guidance, scheduler, width, height, \
          sha256, file, broken_sha256, broken_file, provenance) \
@@ -170,7 +169,7 @@ pub async fn gallery(
     pool: &PgPool,
     study_id: Uuid,
     limit: i64,
-) -> Result<Vec<GalleryImage>, JobError> {
+) -> Result<Vec<GalleryImage>, DbError> {
     Ok(sqlx::query_as(
         "SELECT p.id AS prompt_id, p.text AS prompt, m.name AS model, i.seed, i.id AS image_id, i.file, i.provenance \
          FROM images i JOIN prompts p ON p.id = i.prompt_id JOIN models m ON m.id = i.model_id \
@@ -183,7 +182,7 @@ pub async fn gallery(
 }
 
 /// A study's prompt categories with their prompt counts.
-pub async fn categories(pool: &PgPool, study_id: Uuid) -> Result<Vec<(String, i64)>, JobError> {
+pub async fn categories(pool: &PgPool, study_id: Uuid) -> Result<Vec<(String, i64)>, DbError> {
     Ok(sqlx::query_as(
         "SELECT category, count(*) FROM prompts WHERE study_id = $1 AND category IS NOT NULL \
          GROUP BY category ORDER BY category",
@@ -194,7 +193,7 @@ pub async fn categories(pool: &PgPool, study_id: Uuid) -> Result<Vec<(String, i6
 }
 
 /// The stored file of an image (`broken` for its gold-check version).
-pub async fn image_file(pool: &PgPool, id: Uuid, broken: bool) -> Result<Option<String>, JobError> {
+pub async fn image_file(pool: &PgPool, id: Uuid, broken: bool) -> Result<Option<String>, DbError> {
     Ok(sqlx::query_scalar(if broken {
         "SELECT broken_file FROM images WHERE id = $1"
     } else {

@@ -8,11 +8,46 @@ pub mod dashboard;
 pub mod distill;
 pub mod embedded;
 pub mod generation;
-pub mod jobs;
 pub mod participation;
 pub mod studies;
 
 use std::time::Duration;
+
+impl From<crate::domain::Invalid> for DbError {
+    /// A domain rule broken by a value read from the database.
+    fn from(e: crate::domain::Invalid) -> Self {
+        DbError::Corrupt(e.to_string())
+    }
+}
+
+impl From<crate::queue::QueueError> for DbError {
+    fn from(e: crate::queue::QueueError) -> Self {
+        match e {
+            crate::queue::QueueError::Db(e) => DbError::Sql(e),
+            crate::queue::QueueError::NotFound(id) => DbError::NotFound(format!("job {id}")),
+            crate::queue::QueueError::BadStatus(s) => DbError::Corrupt(format!("job status '{s}'")),
+        }
+    }
+}
+
+/// What the database layer reports: the driver's error with its cause, or a rule the data
+/// enforces (a missing row, a unique name taken, a lease another worker holds).
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A real conflict with stored data (a name already taken, a state that forbids it).
+    #[error("{0}")]
+    Conflict(String),
+    /// A stored value that breaks the rules of its type: our fault, not the caller's.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// The job's lease expired or was taken over: this worker may no longer write for it.
+    #[error("the job's lease was lost")]
+    LeaseLost,
+}
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor};

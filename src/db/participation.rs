@@ -1,12 +1,13 @@
 //! Queries behind the participant flow: participants, assignments and votes. Each step is
 //! one statement, so a vote cycle costs three round trips.
 
+use super::DbError;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
 use crate::db::studies::{StudyRow, COLUMNS_OF_S};
-use crate::study::scheduler::PairRow;
-use crate::study::{Choice, ExternalIds, StudyError};
+use crate::domain::content::PairRow;
+use crate::domain::{Choice, ExternalIds};
 
 /// Who joined: the participant, and whether they were already in the study.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +25,7 @@ pub async fn join_participant(
     token_hash: &str,
     ext: &ExternalIds,
     may_add: bool,
-) -> Result<Option<Joined>, StudyError> {
+) -> Result<Option<Joined>, DbError> {
     let (platform, external_id) = ext.identity().unzip();
     if may_add {
         let id = Uuid::new_v4();
@@ -82,11 +83,7 @@ pub async fn join_participant(
 }
 
 /// Whether someone with this crowd identity is already a participant of the study.
-pub async fn is_known(
-    pool: &PgPool,
-    study_id: Uuid,
-    ext: &ExternalIds,
-) -> Result<bool, StudyError> {
+pub async fn is_known(pool: &PgPool, study_id: Uuid, ext: &ExternalIds) -> Result<bool, DbError> {
     let Some((platform, external_id)) = ext.identity() else {
         return Ok(false);
     };
@@ -104,7 +101,7 @@ pub async fn is_known(
 pub async fn token_owner(
     pool: &PgPool,
     token_hash: &str,
-) -> Result<Option<(Uuid, Option<String>, Option<String>)>, StudyError> {
+) -> Result<Option<(Uuid, Option<String>, Option<String>)>, DbError> {
     Ok(sqlx::query_as(
         "SELECT p.study_id, p.platform, p.external_id FROM participant_tokens t \
          JOIN participants p ON p.id = t.participant_id WHERE t.token_hash = $1",
@@ -132,7 +129,7 @@ pub struct ParticipantState {
 pub async fn participant_state(
     pool: &PgPool,
     token_hash: &str,
-) -> Result<Option<ParticipantState>, StudyError> {
+) -> Result<Option<ParticipantState>, DbError> {
     let row = sqlx::query_as::<_, ParticipantState>(&format!(
         "SELECT {COLUMNS_OF_S}, p.id AS participant_id, p.votes_done, \
            p.prolific_pid IS NOT NULL AS is_prolific, \
@@ -175,7 +172,7 @@ pub async fn insert_assignment(
     left_image: Uuid,
     right_image: Uuid,
     gold_broken_side: Option<&str>,
-) -> Result<Stored, StudyError> {
+) -> Result<Stored, DbError> {
     let result = sqlx::query(
         "INSERT INTO assignments (id, participant_id, study_id, pair_id, prompt_id, model_pair_id, left_image, \
          right_image, gold, gold_broken_side) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -221,7 +218,7 @@ pub async fn insert_pair_assignment(
     model_pair_id: Uuid,
     image_a: Uuid,
     image_b: Uuid,
-) -> Result<(Stored, bool), StudyError> {
+) -> Result<(Stored, bool), DbError> {
     let result: Result<bool, sqlx::Error> = sqlx::query_scalar(
         "WITH n AS (UPDATE model_pairs SET sides = sides + 1 WHERE id = $6 RETURNING sides - 1 AS k), \
          side AS (SELECT (get_byte(decode(md5($6::text || ':' || (k / 2)::text), 'hex'), 0) % 2 = 1) \
@@ -292,7 +289,7 @@ pub async fn record_vote(
     token_hash: &str,
     choice: Choice,
     response_ms: Option<i32>,
-) -> Result<VoteResult, StudyError> {
+) -> Result<VoteResult, DbError> {
     let row = sqlx::query_as::<_, VoteResult>(
         "WITH a AS ( \
            SELECT a.id, a.participant_id, a.pair_id, a.study_id, a.left_image, s.fast_vote_ms, \
@@ -348,7 +345,7 @@ pub async fn assignment_images(
     assignment_id: Uuid,
     token_hash: &str,
     left: bool,
-) -> Result<Option<(String, String)>, StudyError> {
+) -> Result<Option<(String, String)>, DbError> {
     let side = if left { "left" } else { "right" };
     let files: Option<(String, String)> = sqlx::query_as(
         "WITH a AS ( \
@@ -403,7 +400,7 @@ pub struct Counts {
     pub open: Vec<OpenRow>,
 }
 
-pub async fn load_counts(pool: &PgPool, study_id: Uuid) -> Result<Counts, StudyError> {
+pub async fn load_counts(pool: &PgPool, study_id: Uuid) -> Result<Counts, DbError> {
     // One statement, so one snapshot: read apart, a vote landing between the two reads
     // would be neither a vote nor open, and the balance would miss it.
     #[derive(FromRow)]
@@ -454,7 +451,7 @@ pub struct PlanRows {
     pub gold: Vec<(Uuid, Uuid, String)>,
 }
 
-pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, StudyError> {
+pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, DbError> {
     #[derive(FromRow)]
     struct Row {
         id: Uuid,
@@ -505,7 +502,7 @@ pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, S
     Ok(PlanRows { pairs, open, gold })
 }
 
-pub async fn pairs_version(pool: &PgPool, study_id: Uuid) -> Result<i64, StudyError> {
+pub async fn pairs_version(pool: &PgPool, study_id: Uuid) -> Result<i64, DbError> {
     Ok(
         sqlx::query_scalar("SELECT pairs_version FROM studies WHERE id = $1")
             .bind(study_id)

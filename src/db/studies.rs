@@ -1,10 +1,10 @@
 //! Queries on studies.
 
+use super::DbError;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use crate::study::allocation::Allocation;
-use crate::study::{Study, StudyError, StudySettings, StudyStatus};
+use crate::domain::{Allocation, Study, StudySettings, StudyStatus};
 
 /// A study as stored; other queries embed it (`#[sqlx(flatten)]`) with [`COLUMNS_OF_S`].
 #[derive(FromRow, Debug)]
@@ -32,8 +32,8 @@ pub struct StudyRow {
 }
 
 impl TryFrom<StudyRow> for Study {
-    type Error = StudyError;
-    fn try_from(r: StudyRow) -> Result<Self, StudyError> {
+    type Error = DbError;
+    fn try_from(r: StudyRow) -> Result<Self, DbError> {
         Ok(Study {
             id: r.id,
             slug: r.slug,
@@ -96,10 +96,7 @@ fn bind_settings<'q>(q: StudyQuery<'q>, s: &'q StudySettings) -> StudyQuery<'q> 
         .bind(s.vote_budget)
 }
 
-pub async fn insert(
-    pool: impl sqlx::PgExecutor<'_>,
-    s: &StudySettings,
-) -> Result<Study, StudyError> {
+pub async fn insert(pool: impl sqlx::PgExecutor<'_>, s: &StudySettings) -> Result<Study, DbError> {
     let sql = format!(
         "INSERT INTO studies (id, slug, title, question, instructions, consent_text, notice, \
          votes_per_participant, allow_tie, allow_both_bad, gold_rate, completion_code, completion_url, \
@@ -112,7 +109,7 @@ pub async fn insert(
     let row: Result<StudyRow, sqlx::Error> = bind_settings(query, s).fetch_one(pool).await;
     match row {
         Ok(row) => row.try_into(),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StudyError::Conflict(
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(DbError::Conflict(
             format!("a study with slug '{}' already exists", s.slug),
         )),
         Err(e) => Err(e.into()),
@@ -120,7 +117,7 @@ pub async fn insert(
 }
 
 /// Updates a study's settings; the slug cannot change (it is in participants' links).
-pub async fn update(pool: &PgPool, id: Uuid, s: &StudySettings) -> Result<Study, StudyError> {
+pub async fn update(pool: &PgPool, id: Uuid, s: &StudySettings) -> Result<Study, DbError> {
     let sql = format!(
         "UPDATE studies SET title = $2, question = $3, instructions = $4, consent_text = $5, notice = $6, \
          votes_per_participant = $7, allow_tie = $8, allow_both_bad = $9, gold_rate = $10, \
@@ -131,31 +128,31 @@ pub async fn update(pool: &PgPool, id: Uuid, s: &StudySettings) -> Result<Study,
     let row: StudyRow = bind_settings(query, s)
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| StudyError::NotFound("study".into()))?;
+        .ok_or_else(|| DbError::NotFound("study".into()))?;
     row.try_into()
 }
 
-pub async fn by_slug(pool: &PgPool, slug: &str) -> Result<Study, StudyError> {
+pub async fn by_slug(pool: &PgPool, slug: &str) -> Result<Study, DbError> {
     let row: Option<StudyRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM studies WHERE slug = $1"))
             .bind(slug)
             .fetch_optional(pool)
             .await?;
-    row.ok_or_else(|| StudyError::NotFound(format!("study '{slug}'")))?
+    row.ok_or_else(|| DbError::NotFound(format!("study '{slug}'")))?
         .try_into()
 }
 
-pub async fn by_id(pool: &PgPool, id: Uuid) -> Result<Study, StudyError> {
+pub async fn by_id(pool: &PgPool, id: Uuid) -> Result<Study, DbError> {
     let row: Option<StudyRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM studies WHERE id = $1"))
             .bind(id)
             .fetch_optional(pool)
             .await?;
-    row.ok_or_else(|| StudyError::NotFound("study".into()))?
+    row.ok_or_else(|| DbError::NotFound("study".into()))?
         .try_into()
 }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<Study>, StudyError> {
+pub async fn list(pool: &PgPool) -> Result<Vec<Study>, DbError> {
     let rows: Vec<StudyRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM studies ORDER BY created_at DESC"
     ))
@@ -171,7 +168,7 @@ pub async fn set_status(
     pool: impl sqlx::PgExecutor<'_>,
     slug: &str,
     status: StudyStatus,
-) -> Result<(), StudyError> {
+) -> Result<(), DbError> {
     let row: Option<(bool,)> = sqlx::query_as(
         "WITH s AS (SELECT id, status, EXISTS (SELECT 1 FROM pairs p WHERE p.study_id = studies.id) AS live \
                     FROM studies WHERE slug = $1), \
@@ -184,9 +181,9 @@ pub async fn set_status(
     .fetch_optional(pool)
     .await?;
     match row {
-        None => Err(StudyError::NotFound(format!("study '{slug}'"))),
+        None => Err(DbError::NotFound(format!("study '{slug}'"))),
         Some((true,)) => Ok(()),
-        Some((false,)) => Err(StudyError::Conflict(format!(
+        Some((false,)) => Err(DbError::Conflict(format!(
             "study '{slug}' has no pair of images to compare yet (two images of one prompt from \
              different models); import or generate images before opening it"
         ))),
@@ -194,7 +191,7 @@ pub async fn set_status(
 }
 
 /// Marks a draft study to open itself as soon as its first pair of images exists.
-pub async fn open_when_ready(pool: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<(), StudyError> {
+pub async fn open_when_ready(pool: impl sqlx::PgExecutor<'_>, id: Uuid) -> Result<(), DbError> {
     sqlx::query("UPDATE studies SET open_when_ready = TRUE WHERE id = $1 AND status = 'draft'")
         .bind(id)
         .execute(pool)
@@ -205,7 +202,7 @@ pub async fn open_when_ready(pool: impl sqlx::PgExecutor<'_>, id: Uuid) -> Resul
 /// The stopping rule fired: no new participants from now on. (Closes the study; with a
 /// "closing" state, participants in progress would finish first.) Only an open study
 /// changes, so a study an admin closed or reopened meanwhile is left as it is.
-pub async fn close_study_when_decided(pool: &PgPool, study_id: Uuid) -> Result<bool, StudyError> {
+pub async fn close_study_when_decided(pool: &PgPool, study_id: Uuid) -> Result<bool, DbError> {
     let done =
         sqlx::query("UPDATE studies SET status = 'closing' WHERE id = $1 AND status = 'open'")
             .bind(study_id)
@@ -219,7 +216,7 @@ pub async fn close_study_when_decided(pool: &PgPool, study_id: Uuid) -> Result<b
 pub async fn pair_outcomes(
     pool: &PgPool,
     study_id: Uuid,
-) -> Result<Vec<(Uuid, u64, u64)>, StudyError> {
+) -> Result<Vec<(Uuid, u64, u64)>, DbError> {
     let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
         "SELECT p.id, \
            count(*) FILTER (WHERE (v.choice = 'left' AND a.left_image = p.image_a) \

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use crate::db::jobs::{self, LeaseState};
 use crate::db::Db;
+use crate::queue::store::{self as jobs, LeaseState};
 use crate::study::images::ImageStore;
 
 use super::{JobError, Lease};

@@ -20,13 +20,14 @@ use uuid::Uuid;
 
 use crate::db::distill::{self as dq, Point};
 use crate::db::generation::{self, ModelRow};
-use crate::db::{jobs as q, Db};
+use crate::db::Db;
 use crate::distill::run::{Control, Event, RunOptions, Stages};
 use crate::distill::train::TrainConfig;
 use crate::distill::{DistillError, Keep};
 use crate::domain::rules::{check_seeds_per_prompt, ModelName};
 use crate::engine::config::{read_json, UNetConfig};
 use crate::engine::device::parse_dtype;
+use crate::queue::store as q;
 use crate::study::prompts::NewPrompt;
 use crate::study::{Study, StudySettings};
 
@@ -182,7 +183,7 @@ pub async fn enqueue_distillation(
         "distill:{}",
         hex::encode(Sha256::digest(value.to_string().as_bytes()))
     );
-    if let Some(other) = dq::pending_student(&db.pool, &payload.student, &key).await? {
+    if let Some(other) = dq::pending_student(&db.pool, KIND, &payload.student, &key).await? {
         return Err(JobError::Invalid(format!(
             "student: distillation {other} is already going to register '{}'",
             payload.student
@@ -197,7 +198,7 @@ pub async fn enqueue_distillation(
         idempotency_key: Some(key),
         study_id: None,
     };
-    q::enqueue(tx, &job).await
+    Ok(q::enqueue(tx, &job).await?)
 }
 
 pub struct DistillRunner {

@@ -15,10 +15,11 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::db::generation::{self, GeneratedImage};
-use crate::db::{jobs as q, Db};
+use crate::db::Db;
 use crate::domain::rules::check_seeds_per_prompt;
 use crate::engine::device::parse_dtype;
 use crate::engine::{GenerateRequest, SchedulerKind};
+use crate::queue::store as q;
 use crate::study::images::prepare;
 
 use super::models::ModelCache;

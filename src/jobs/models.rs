@@ -121,7 +121,10 @@ pub async fn register(
     let (hash, info) = tokio::task::spawn_blocking(move || inspect_folder(&check))
         .await
         .map_err(|e| JobError::Failed(format!("model check failed: {e}")))??;
-    generation::upsert_registered(&db.pool, name, &stored.to_string_lossy(), &hash, &info).await
+    Ok(
+        generation::upsert_registered(&db.pool, name, &stored.to_string_lossy(), &hash, &info)
+            .await?,
+    )
 }
 
 /// Where a registered model's folder is on this machine: a relative folder lives under the

@@ -17,8 +17,8 @@ use chrono::Utc;
 use sqlx::postgres::PgListener;
 use tokio::runtime::Handle;
 
-use crate::db::jobs::{self, LeaseState, Outcome, WorkerRow};
 use crate::db::Db;
+use crate::queue::store::{self as jobs, LeaseState, Outcome, WorkerRow};
 use crate::study::images::ImageStore;
 
 use super::context::{SIGNAL_CANCEL, SIGNAL_LOST, SIGNAL_NONE};

@@ -54,7 +54,7 @@ pub async fn create_or_update(db: &Db, email: &str, password: &str) -> Result<Uu
     if let Some((id, _)) = q::set_password(&db.pool, &email, &hash).await? {
         return Ok(id);
     }
-    q::upsert(&db.pool, &email, &hash).await
+    Ok(q::upsert(&db.pool, &email, &hash).await?)
 }
 
 /// Sets a new password for an existing account and revokes all its sessions; the number of
@@ -104,11 +104,11 @@ pub async fn session_admin(
     token: &str,
     idle_secs: u64,
 ) -> Result<Option<Uuid>, StudyError> {
-    q::touch_session(&db.pool, &session_hash(token), idle_secs).await
+    Ok(q::touch_session(&db.pool, &session_hash(token), idle_secs).await?)
 }
 
 pub async fn end_session(db: &Db, token: &str) -> Result<(), StudyError> {
-    q::revoke_session(&db.pool, &session_hash(token)).await
+    Ok(q::revoke_session(&db.pool, &session_hash(token)).await?)
 }
 
 /// The account's id when the password is right. Unknown e-mails cost the same time as

@@ -21,8 +21,24 @@ pub enum StudyError {
     Import(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// Our fault, not the caller's (stored data that breaks its rules, a report that could
+    /// not be built): a 500 with a log line.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<crate::db::DbError> for StudyError {
+    fn from(e: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match e {
+            DbError::Sql(e) => StudyError::Db(e),
+            DbError::NotFound(what) => StudyError::NotFound(what),
+            DbError::Conflict(why) => StudyError::Conflict(why),
+            e @ (DbError::Corrupt(_) | DbError::LeaseLost) => StudyError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl From<crate::domain::Invalid> for StudyError {

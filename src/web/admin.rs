@@ -295,7 +295,9 @@ async fn create_study(
 ) -> Result<HttpResponse, AdminError> {
     check_csrf(&admin.session, &form.csrf)?;
     let result = match StudySettings::try_from(&*form) {
-        Ok(settings) => studies::insert(&state.db.pool, &settings).await,
+        Ok(settings) => studies::insert(&state.db.pool, &settings)
+            .await
+            .map_err(StudyError::from),
         Err(e) => Err(e),
     };
     match result {
@@ -331,7 +333,9 @@ async fn update_study(
     let mut fields = form.into_inner();
     fields.slug = study.slug.clone();
     let result = match StudySettings::try_from(&fields) {
-        Ok(settings) => studies::update(&state.db.pool, study.id, &settings).await,
+        Ok(settings) => studies::update(&state.db.pool, study.id, &settings)
+            .await
+            .map_err(StudyError::from),
         Err(e) => Err(e),
     };
     match result {

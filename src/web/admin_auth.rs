@@ -109,6 +109,12 @@ impl From<StudyError> for AdminError {
     }
 }
 
+impl From<crate::db::DbError> for AdminError {
+    fn from(e: crate::db::DbError) -> Self {
+        AdminError::Page(e.into())
+    }
+}
+
 impl From<PageError> for AdminError {
     fn from(e: PageError) -> Self {
         AdminError::Page(e)

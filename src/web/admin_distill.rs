@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use crate::db::distill as dq;
 use crate::db::generation::{self, ModelRow};
-use crate::db::jobs as q;
 use crate::distill::run::{Stage, StageTeacher, Stages};
 use crate::distill::train::TrainConfig;
 use crate::distill::{FeatureLevel, Keep};
@@ -20,6 +19,7 @@ use crate::jobs::distill::{
 };
 use crate::jobs::generate::Sampling;
 use crate::jobs::{Job, JobError, JobStatus};
+use crate::queue::store as q;
 use crate::report::render::svg::{line_chart, Series};
 use crate::study::prompts::{parse_prompts, PromptFormat};
 use crate::study::{StudyForm, StudySettings};
@@ -242,7 +242,7 @@ async fn distill_view(
     form: Fields,
     error: Option<String>,
 ) -> Result<DistillPage, AdminError> {
-    let jobs = dq::recent_jobs(&state.db.pool, 200)
+    let jobs = q::recent_of_kind(&state.db.pool, crate::jobs::distill::KIND, 200)
         .await?
         .iter()
         .map(DistillJobRow::from)

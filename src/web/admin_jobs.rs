@@ -11,10 +11,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::db::generation::{self, ModelRow};
-use crate::db::{jobs as q, studies};
+use crate::db::studies;
 use crate::domain::DEFAULT_SAMPLING;
 use crate::jobs::generate::{enqueue_generation, GenerationRequest, Sampling};
 use crate::jobs::{Job, JobError};
+use crate::queue::store as q;
+use crate::queue::QueueError;
 use crate::study::Study;
 
 use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
@@ -38,12 +40,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/images/{id}", web::get().to(image_file));
 }
 
+impl From<QueueError> for AdminError {
+    fn from(e: QueueError) -> Self {
+        JobError::from(e).into()
+    }
+}
+
 impl From<JobError> for AdminError {
     fn from(e: JobError) -> Self {
         let page = match e {
             JobError::Study(s) => return AdminError::from(s),
-            JobError::Db(e) => return AdminError::from(crate::study::StudyError::Db(e)),
-            JobError::NotFound(_) => {
+            JobError::Store(s) => return AdminError::from(s),
+            JobError::Db(e) | JobError::Queue(QueueError::Db(e)) => {
+                return AdminError::from(crate::study::StudyError::Db(e))
+            }
+            JobError::Queue(QueueError::NotFound(_)) => {
                 PageError::new(StatusCode::NOT_FOUND, "Not found", e.to_string())
             }
             JobError::Invalid(_) | JobError::Engine(_) => PageError::new(

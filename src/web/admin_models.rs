@@ -9,8 +9,8 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::db::generation::{self, ModelRow};
-use crate::db::jobs as q;
 use crate::jobs::JobError;
+use crate::queue::store as q;
 
 use super::admin::{check_csrf, csrf_token, Admin, AdminError};
 use super::errors::{html, html_with_status};

@@ -63,7 +63,12 @@ fn classify(err: &StudyError) -> (StatusCode, &'static str) {
         StudyError::NothingToCompare => (StatusCode::SERVICE_UNAVAILABLE, "nothing_to_compare"),
         StudyError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
         StudyError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-        StudyError::Db(_) | StudyError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        StudyError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            (StatusCode::INSUFFICIENT_STORAGE, "storage_full")
+        }
+        StudyError::Db(_) | StudyError::Io(_) | StudyError::Internal(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
     }
 }
 
@@ -77,8 +82,16 @@ fn public_detail(err: &StudyError) -> String {
             tracing::error!("database error: {e}");
             "the server could not complete the request; try again".into()
         }
+        StudyError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            tracing::error!("storage full: {e}");
+            "the server's storage is full; an administrator has to free space".into()
+        }
         StudyError::Io(e) => {
             tracing::error!("storage error: {e}");
+            "the server could not complete the request; try again".into()
+        }
+        StudyError::Internal(e) => {
+            tracing::error!("internal error: {e}");
             "the server could not complete the request; try again".into()
         }
         other => other.to_string(),
@@ -238,6 +251,12 @@ impl From<StudyError> for PageError {
             retry_after: retry_after(&err),
             ..PageError::new(status, title, message)
         }
+    }
+}
+
+impl From<crate::db::DbError> for PageError {
+    fn from(err: crate::db::DbError) -> Self {
+        StudyError::from(err).into()
     }
 }
 

@@ -105,7 +105,7 @@ pub async fn image(
     let (left_file, right_file) = match files {
         Ok(Some(files)) => files,
         Ok(None) => return not_found(),
-        Err(e) => return super::errors::fault_response(&e),
+        Err(e) => return super::errors::fault_response(&e.into()),
     };
     let (mine, other) = if left {
         (left_file, right_file)

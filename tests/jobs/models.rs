@@ -98,13 +98,15 @@ async fn a_notification_wakes_an_idle_worker_long_before_its_poll() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let mut conn = t.db.pool.acquire().await.expect("conn");
     let (id, _) =
-        arenaxl::db::jobs::enqueue(&mut conn, &NewJob::new("noop", serde_json::json!({})))
+        arenaxl::queue::store::enqueue(&mut conn, &NewJob::new("noop", serde_json::json!({})))
             .await
             .expect("enqueue");
     drop(conn);
     let started = Instant::now();
     loop {
-        let job = arenaxl::db::jobs::get(&t.db.pool, id).await.expect("job");
+        let job = arenaxl::queue::store::get(&t.db.pool, id)
+            .await
+            .expect("job");
         if job.status == arenaxl::jobs::JobStatus::Succeeded {
             break;
         }

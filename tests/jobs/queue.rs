@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::common::fresh_db;
-use arenaxl::db::jobs::{self as q, LeaseState, Outcome};
 use arenaxl::jobs::{JobStatus, NewJob};
+use arenaxl::queue::store::{self as q, LeaseState, Outcome};
 
 fn kinds() -> Vec<String> {
     vec!["noop".to_string()]

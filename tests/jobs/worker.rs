@@ -8,13 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{fresh_db, TestDb};
-use arenaxl::db::jobs as q;
 use arenaxl::db::Db;
 use arenaxl::jobs::generate::{enqueue_generation, GenerateRunner, GenerationRequest, Sampling};
 use arenaxl::jobs::{
     runners_for, JobContext, JobError, JobRunner, JobStatus, RunnerOptions, Stop, Worker,
     WorkerConfig,
 };
+use arenaxl::queue::store as q;
 use arenaxl::study::images::ImageStore;
 use arenaxl::study::prompts::{import_prompts, NewPrompt};
 use arenaxl::study::{Study, StudyForm, StudySettings};

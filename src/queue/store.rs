@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::jobs::{Job, JobError, JobStatus, Lease, NewJob};
+use super::{Job, JobStatus, Lease, NewJob, QueueError};
 
 const JOB_COLUMNS: &str = "id, kind, payload, status, priority, attempts, max_attempts, run_after, \
     worker_id, lease_token, lease_expires_at, cancel_requested, progress_done, progress_total, \
@@ -39,8 +39,8 @@ struct JobRow {
 }
 
 impl TryFrom<JobRow> for Job {
-    type Error = JobError;
-    fn try_from(r: JobRow) -> Result<Job, JobError> {
+    type Error = QueueError;
+    fn try_from(r: JobRow) -> Result<Job, QueueError> {
         Ok(Job {
             id: r.id,
             kind: r.kind,
@@ -70,7 +70,7 @@ impl TryFrom<JobRow> for Job {
 
 /// Enqueues a job; with an idempotency key already in the queue, returns the existing job's
 /// id and `false` instead. Pass a transaction to enqueue atomically with other changes.
-pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> Result<(Uuid, bool), JobError> {
+pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> Result<(Uuid, bool), QueueError> {
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO jobs (id, kind, payload, priority, max_attempts, idempotency_key, study_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
@@ -101,7 +101,7 @@ pub async fn claim(
     worker_id: &str,
     kinds: &[String],
     lease_ms: i64,
-) -> Result<Option<Job>, JobError> {
+) -> Result<Option<Job>, QueueError> {
     let row: Option<JobRow> = sqlx::query_as(&format!(
         "UPDATE jobs SET status = 'running', worker_id = $1, lease_token = $2, \
            lease_expires_at = clock_timestamp() + $3 * interval '1 millisecond', \
@@ -139,7 +139,7 @@ pub async fn heartbeat(
     lease: &Lease,
     lease_ms: i64,
     progress: Option<(i32, i32, &str)>,
-) -> Result<LeaseState, JobError> {
+) -> Result<LeaseState, QueueError> {
     let (done, total, message) = match progress {
         Some((d, t, m)) => (Some(d), Some(t), Some(m)),
         None => (None, None, None),
@@ -169,7 +169,7 @@ pub async fn heartbeat(
 }
 
 /// Appends a line to the job's log (holder only).
-pub async fn append_log(pool: &PgPool, lease: &Lease, line: &str) -> Result<bool, JobError> {
+pub async fn append_log(pool: &PgPool, lease: &Lease, line: &str) -> Result<bool, QueueError> {
     let done = sqlx::query(
         "UPDATE jobs SET log = right(log || to_char(now() AT TIME ZONE 'UTC', 'HH24:MI:SS ') || $4 || E'\\n', 65536) \
          WHERE id = $1 AND worker_id = $2 AND lease_token = $3 AND status = 'running'",
@@ -188,7 +188,7 @@ pub async fn append_log(pool: &PgPool, lease: &Lease, line: &str) -> Result<bool
 pub async fn lock_if_held(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     lease: &Lease,
-) -> Result<bool, JobError> {
+) -> Result<bool, QueueError> {
     let held: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM jobs WHERE id = $1 AND worker_id = $2 AND lease_token = $3 AND status = 'running' FOR UPDATE",
     )
@@ -217,7 +217,7 @@ pub enum Outcome {
 }
 
 /// Ends the job; false when the lease was no longer ours (nothing changed).
-pub async fn finish(pool: &PgPool, lease: &Lease, outcome: &Outcome) -> Result<bool, JobError> {
+pub async fn finish(pool: &PgPool, lease: &Lease, outcome: &Outcome) -> Result<bool, QueueError> {
     const HOLDER: &str =
         "WHERE id = $1 AND worker_id = $2 AND lease_token = $3 AND status = 'running'";
     const CLEAR: &str =
@@ -260,7 +260,7 @@ pub async fn finish(pool: &PgPool, lease: &Lease, outcome: &Outcome) -> Result<b
 /// Returns jobs whose lease expired to the queue (after a backoff that doubles with each
 /// attempt), fails those whose attempts are used up, and ends cancelled ones. Returns how
 /// many jobs it touched. Any worker may run it; it is idempotent.
-pub async fn reap_expired(pool: &PgPool, backoff_base_ms: i64) -> Result<u64, JobError> {
+pub async fn reap_expired(pool: &PgPool, backoff_base_ms: i64) -> Result<u64, QueueError> {
     let done = sqlx::query(
         "UPDATE jobs SET \
            status = CASE WHEN cancel_requested THEN 'cancelled' \
@@ -279,7 +279,7 @@ pub async fn reap_expired(pool: &PgPool, backoff_base_ms: i64) -> Result<u64, Jo
 }
 
 /// Cancels a job: a queued one at once, a running one at its holder's next step.
-pub async fn cancel(pool: &PgPool, id: Uuid) -> Result<Option<JobStatus>, JobError> {
+pub async fn cancel(pool: &PgPool, id: Uuid) -> Result<Option<JobStatus>, QueueError> {
     let status: Option<String> = sqlx::query_scalar(
         "UPDATE jobs SET \
            status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
@@ -294,7 +294,7 @@ pub async fn cancel(pool: &PgPool, id: Uuid) -> Result<Option<JobStatus>, JobErr
 }
 
 /// Queues a failed or cancelled job again with fresh attempts.
-pub async fn retry(pool: &PgPool, id: Uuid) -> Result<bool, JobError> {
+pub async fn retry(pool: &PgPool, id: Uuid) -> Result<bool, QueueError> {
     let done = sqlx::query(
         "UPDATE jobs SET status = 'queued', attempts = 0, run_after = now(), cancel_requested = FALSE, \
            finished_at = NULL, updated_at = now(), \
@@ -307,17 +307,17 @@ pub async fn retry(pool: &PgPool, id: Uuid) -> Result<bool, JobError> {
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Job, JobError> {
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Job, QueueError> {
     let row: Option<JobRow> =
         sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id)
             .fetch_optional(pool)
             .await?;
-    row.ok_or(JobError::NotFound(id))?.try_into()
+    row.ok_or(QueueError::NotFound(id))?.try_into()
 }
 
 /// The most recent jobs, newest first.
-pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<Job>, JobError> {
+pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<Job>, QueueError> {
     let rows: Vec<JobRow> = sqlx::query_as(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id LIMIT $1"
     ))
@@ -328,7 +328,7 @@ pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<Job>, JobError> {
 }
 
 /// The most recent jobs of one kind.
-pub async fn recent_of_kind(pool: &PgPool, kind: &str, limit: i64) -> Result<Vec<Job>, JobError> {
+pub async fn recent_of_kind(pool: &PgPool, kind: &str, limit: i64) -> Result<Vec<Job>, QueueError> {
     let rows: Vec<JobRow> = sqlx::query_as(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 ORDER BY created_at DESC, id LIMIT $2"
     ))
@@ -340,7 +340,7 @@ pub async fn recent_of_kind(pool: &PgPool, kind: &str, limit: i64) -> Result<Vec
 }
 
 /// Job counts by status.
-pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>, JobError> {
+pub async fn counts(pool: &PgPool) -> Result<Vec<(String, i64)>, QueueError> {
     Ok(
         sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")
             .fetch_all(pool)
@@ -362,7 +362,7 @@ pub struct WorkerRow {
 }
 
 /// Records that a worker is alive (and what it is doing).
-pub async fn worker_beat(pool: &PgPool, w: &WorkerRow) -> Result<(), JobError> {
+pub async fn worker_beat(pool: &PgPool, w: &WorkerRow) -> Result<(), QueueError> {
     sqlx::query(
         "INSERT INTO workers (id, host, device, kinds, current_job, status, started_at, last_heartbeat) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, now()) \
@@ -381,7 +381,7 @@ pub async fn worker_beat(pool: &PgPool, w: &WorkerRow) -> Result<(), JobError> {
     Ok(())
 }
 
-pub async fn workers(pool: &PgPool) -> Result<Vec<WorkerRow>, JobError> {
+pub async fn workers(pool: &PgPool) -> Result<Vec<WorkerRow>, QueueError> {
     Ok(sqlx::query_as(
         "SELECT id, host, device, kinds, current_job, status, started_at, last_heartbeat \
          FROM workers ORDER BY last_heartbeat DESC LIMIT 200",
@@ -391,7 +391,7 @@ pub async fn workers(pool: &PgPool) -> Result<Vec<WorkerRow>, JobError> {
 }
 
 /// Marks a worker alive and what it runs now (cheaper than a full `worker_beat`).
-pub async fn worker_touch(pool: &PgPool, id: &str, job: Option<Uuid>) -> Result<(), JobError> {
+pub async fn worker_touch(pool: &PgPool, id: &str, job: Option<Uuid>) -> Result<(), QueueError> {
     sqlx::query(
         "UPDATE workers SET last_heartbeat = now(), current_job = $2, \
            status = CASE WHEN $2 IS NULL THEN 'idle' ELSE 'running' END WHERE id = $1",
@@ -404,7 +404,7 @@ pub async fn worker_touch(pool: &PgPool, id: &str, job: Option<Uuid>) -> Result<
 }
 
 /// Forgets workers not heard of for a day (each worker process has a row of its own).
-pub async fn prune_workers(pool: &PgPool) -> Result<u64, JobError> {
+pub async fn prune_workers(pool: &PgPool) -> Result<u64, QueueError> {
     let done = sqlx::query("DELETE FROM workers WHERE last_heartbeat < now() - interval '1 day'")
         .execute(pool)
         .await?;
