@@ -17,3 +17,6 @@ pub mod stats;
 pub mod study;
 pub mod telemetry;
 pub mod web;
+
+#[cfg(test)]
+mod layering_tests;

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 
 use crate::study::admins;
 
-use super::serve::{open_database, DbArgs};
+use super::database::{open_database, DbArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {

@@ -22,7 +22,7 @@ use crate::study::images::ImageStore;
 use crate::study::prompts::{import_prompts, parse_prompts, NewPrompt, PromptFormat};
 use crate::study::{admins, Study, StudyForm, StudySettings, StudyStatus};
 
-use super::serve::{open_database, DbArgs};
+use super::database::{open_database, DbArgs};
 use super::worker::WorkerArgs;
 
 #[derive(Debug, Args)]

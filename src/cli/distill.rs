@@ -313,8 +313,8 @@ fn plan(a: PlanArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&config)?);
         println!(
             "student UNet: {} parameters (teacher {}, {:.1}%)",
-            super::model::grouped(params),
-            super::model::grouped(teacher_params),
+            super::grouped(params),
+            super::grouped(teacher_params),
             100.0 * params as f64 / teacher_params.max(1) as f64
         );
     }

@@ -10,7 +10,7 @@ use crate::report::ReportSettings;
 use crate::study::export;
 use crate::study::images::ImageStore;
 
-use super::serve::{open_database, DbArgs};
+use super::database::{open_database, DbArgs};
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use crate::db::studies;
 use crate::study::images::{import_dir_limited, ImageStore};
 
-use super::serve::{open_database, DbArgs};
+use super::database::{open_database, DbArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {

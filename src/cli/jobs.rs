@@ -14,7 +14,7 @@ use crate::jobs::generate::{enqueue_generation, GenerationRequest, Sampling};
 use crate::jobs::models;
 use crate::queue::store as q;
 
-use super::serve::{open_database, DbArgs};
+use super::database::{open_database, DbArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {

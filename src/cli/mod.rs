@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod bench;
 pub mod bench_jobs;
+pub mod database;
 pub mod demo;
 pub mod distill;
 pub mod export;
@@ -36,7 +37,7 @@ pub enum Command {
     /// Run the web platform (participant pages, JSON API, admin area).
     Serve(serve::ServeArgs),
     /// Apply database migrations and exit.
-    Migrate(serve::DbArgs),
+    Migrate(database::DbArgs),
     /// Create, open and close studies.
     #[command(subcommand)]
     Study(study::StudyCommand),
@@ -80,7 +81,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => block_on(serve::serve(args)),
-        Command::Migrate(args) => block_on(serve::migrate(args)),
+        Command::Migrate(args) => block_on(database::migrate(args)),
         Command::Study(cmd) => block_on(study::run(cmd)),
         Command::Admin(cmd) => block_on(admin::run(cmd)),
         Command::Prompts(cmd) => block_on(prompts::run(cmd)),
@@ -105,4 +106,17 @@ pub fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(fut: F) -> 
         .enable_all()
         .build()?;
     runtime.block_on(fut)
+}
+
+/// 2567463684 -> "2,567,463,684".
+pub fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

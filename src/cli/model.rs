@@ -1,5 +1,6 @@
 //! `arenaxl model init|info`.
 
+use super::grouped;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -48,18 +49,6 @@ pub enum ModelCommand {
     },
 }
 
-/// 2567463684 -> "2,567,463,684".
-pub fn grouped(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
@@ -77,7 +66,8 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
         } => {
             let file = teacher.join("unet/config.json");
             let cfg = crate::engine::config::read_json(&file)?;
-            let student = super::distill::load_student(&cfg, &file, &plan, keep)?;
+            let (label, chosen) = crate::distill::Plan::from_arg(&plan)?;
+            let student = chosen.student(&label, &cfg, &file, keep)?;
             let r = crate::distill::prune::prune(&teacher, &student, &out)?;
             println!(
                 "wrote student ({plan}, keep {keep:?}): {} tensors, {} UNet parameters, to {}",
@@ -126,8 +116,8 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
 mod tests {
     #[test]
     fn groups_thousands() {
-        assert_eq!(super::grouped(2_567_463_684), "2,567,463,684");
-        assert_eq!(super::grouped(999), "999");
-        assert_eq!(super::grouped(1000), "1,000");
+        assert_eq!(crate::cli::grouped(2_567_463_684), "2,567,463,684");
+        assert_eq!(crate::cli::grouped(999), "999");
+        assert_eq!(crate::cli::grouped(1000), "1,000");
     }
 }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use crate::db::studies;
 use crate::study::prompts::{import_prompts, parse_prompts, PromptFormat};
 
-use super::serve::{open_database, DbArgs};
+use super::database::{open_database, DbArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum PromptsCommand {

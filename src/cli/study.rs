@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use crate::db::studies;
 use crate::study::{StudyForm, StudySettings, StudyStatus};
 
-use super::serve::{open_database, DbArgs};
+use super::database::{open_database, DbArgs};
 
 // Parsed once per process: the size of the create arguments does not matter.
 #[allow(clippy::large_enum_variant)]

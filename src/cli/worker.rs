@@ -15,7 +15,7 @@ use crate::db::Db;
 use crate::jobs::{runners_for, RunnerOptions, Worker, WorkerConfig};
 use crate::study::images::ImageStore;
 
-use super::serve::{open_database, DbArgs};
+use super::database::{open_database, DbArgs};
 
 #[derive(Debug, Args, Clone)]
 pub struct WorkerArgs {

@@ -1,7 +1,20 @@
 //! Which teacher layer every student layer comes from: used to initialise the student's
 //! parameters by name and to pair the student's features with the teacher's.
 
-use super::plan::MidPlan;
+use serde::{Deserialize, Serialize};
+
+/// What the student's mid block becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MidPlan {
+    /// `UNetMidBlock2DCrossAttn` kept. diffusers gives the mid transformer the depth of
+    /// the last down block's first attention, so that is the depth the student gets.
+    CrossAttn,
+    /// A single-resnet `UNetMidBlock2D`, as SSD-1B and Vega.
+    Resnet,
+    /// No mid block.
+    None,
+}
 
 /// Student index → teacher index, per block and layer.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,22 +10,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::error::{DistillError, Result};
+pub use super::mapping::MidPlan;
 use super::mapping::LayerMap;
 use crate::engine::config::{Depth, DepthSpec, PerBlock, UNetConfig};
 use crate::engine::unet::layout::{MidSpec, UNetLayout};
-
-/// What the student's mid block becomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MidPlan {
-    /// `UNetMidBlock2DCrossAttn` kept. diffusers gives the mid transformer the depth of
-    /// the last down block's first attention, so that is the depth the student gets.
-    CrossAttn,
-    /// A single-resnet `UNetMidBlock2D`, as SSD-1B and Vega.
-    Resnet,
-    /// No mid block.
-    None,
-}
 
 /// Which teacher transformer blocks a shallower attention keeps.
 #[derive(

@@ -13,13 +13,11 @@ use super::error::{DistillError, Result};
 use super::mapping::LayerMap;
 use super::plan::{Keep, Plan, Student};
 use super::prune::{initial_weights, write_pipeline_shell};
-use super::train::{EvalLog, StepLog, TrainConfig, Trainer};
+use super::train::{EvalLog, StepLog, TrainConfig, Trainer, MAX_STEPS};
 use crate::engine::config::{read_json, UNetConfig};
 use crate::engine::nn::Kernels;
 use crate::engine::unet::UNet2DConditionModel;
 
-/// The most optimizer steps a stage (or a whole run) may take.
-pub const MAX_STEPS: u64 = 10_000_000;
 
 /// Which teacher later stages learn from.
 #[derive(

@@ -20,6 +20,9 @@ use super::precision::LossScaler;
 use super::student::TrainableUNet;
 use crate::engine::unet::{AddedCond, UNet2DConditionModel, UNetOutput};
 
+/// The most optimizer steps a stage (or a whole run) may take.
+pub const MAX_STEPS: u64 = 10_000_000;
+
 /// Hyper-parameters of a run. Deserialised with defaults for missing fields (a job payload
 /// names only what it changes) and no unknown ones (a misspelt field is an error, not a
 /// silently ignored setting).
@@ -49,7 +52,7 @@ impl TrainConfig {
                 "{field} must be {rule} (got {got})"
             )))
         };
-        if self.steps == 0 || self.steps > super::run::MAX_STEPS {
+        if self.steps == 0 || self.steps > MAX_STEPS {
             return bad("steps", "1-10000000", self.steps.to_string());
         }
         if self.batch_size == 0 || self.batch_size > 4096 {
