@@ -245,7 +245,7 @@ pub async fn run(cmd: JobsCommand) -> anyhow::Result<()> {
             );
         }
         JobsCommand::Compare(a) => {
-            use crate::jobs::distill::{choose_prompts, compare_with_teacher, CompareRequest};
+            use crate::jobs::compare::{choose_prompts, compare_with_teacher, CompareRequest};
             use crate::study::prompts::{parse_prompts, PromptFormat};
             let text = std::fs::read_to_string(&a.prompts)
                 .with_context(|| format!("reading {}", a.prompts.display()))?;

@@ -6,6 +6,7 @@
 //! `FOR UPDATE SKIP LOCKED` statement, a lease that the holder's heartbeat extends says who
 //! may write, and an expired lease puts the job back in the queue for another worker.
 
+pub mod compare;
 pub mod context;
 pub mod distill;
 pub mod generate;

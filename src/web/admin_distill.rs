@@ -14,9 +14,8 @@ use crate::distill::run::{Stage, StageTeacher, Stages};
 use crate::distill::train::TrainConfig;
 use crate::distill::{FeatureLevel, Keep};
 use crate::domain::DEFAULT_SAMPLING;
-use crate::jobs::distill::{
-    choose_prompts, compare_with_teacher, enqueue_distillation, CompareRequest, DistillPayload,
-};
+use crate::jobs::compare::{choose_prompts, compare_with_teacher, CompareRequest};
+use crate::jobs::distill::{enqueue_distillation, DistillPayload};
 use crate::jobs::generate::Sampling;
 use crate::jobs::{Job, JobError, JobStatus};
 use crate::queue::store as q;
