@@ -45,7 +45,10 @@ fn sources() -> BTreeMap<PathBuf, String> {
                 walk(&path, root, out);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).expect("read source");
-                out.insert(path.strip_prefix(root).expect("under src").to_path_buf(), text);
+                out.insert(
+                    path.strip_prefix(root).expect("under src").to_path_buf(),
+                    text,
+                );
             }
         }
     }
@@ -72,7 +75,10 @@ fn named_paths(file: &Path, text: &str) -> Vec<Vec<String>> {
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
-        if parts.last().is_some_and(|l| l == "mod" || l == "lib" || l == "main") {
+        if parts
+            .last()
+            .is_some_and(|l| l == "mod" || l == "lib" || l == "main")
+        {
             parts.pop();
         }
         parts
@@ -159,7 +165,12 @@ fn modules_name_only_the_layers_below_them() {
         let top = file
             .components()
             .next()
-            .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_string())
+            .map(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_string()
+            })
             .unwrap_or_default();
         let Some(may) = allowed.get(top.as_str()) else {
             continue; // cli, lib.rs and main.rs sit on top
@@ -244,5 +255,9 @@ fn no_two_files_depend_on_each_other() {
             visit(node, &edges, &mut state, &mut Vec::new(), &mut cycles);
         }
     }
-    assert!(cycles.is_empty(), "files depending on each other:\n{}", cycles.join("\n"));
+    assert!(
+        cycles.is_empty(),
+        "files depending on each other:\n{}",
+        cycles.join("\n")
+    );
 }

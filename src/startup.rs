@@ -19,7 +19,7 @@ use futures_util::future::LocalBoxFuture;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::web::state::AppState;
-use crate::web::{admin, admin_distill, admin_jobs, api, errors, participant};
+use crate::web::{admin, api, errors, participant};
 
 pub struct Application {
     addr: SocketAddr,
@@ -124,6 +124,7 @@ fn run(
             .app_data(web::Data::new(MetricsListener(metrics_addr)))
             .app_data(web::FormConfig::default().limit(body_limit))
             .app_data(web::PayloadConfig::default().limit(body_limit))
+            .wrap(actix_web::middleware::from_fn(admin::guard))
             .wrap_fn(move |req, srv| -> Boxed {
                 let started = Instant::now();
                 let route = req
@@ -182,9 +183,8 @@ fn run(
             .service(actix_files::Files::new("/static", static_dir.clone()))
             .configure(api::routes)
             .configure(participant::routes)
+            .configure(crate::web::images::routes)
             .configure(admin::routes)
-            .configure(admin_jobs::routes)
-            .configure(admin_distill::routes)
             .default_service(web::to(not_found))
     })
     .listen(listener)?

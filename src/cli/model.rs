@@ -49,7 +49,6 @@ pub enum ModelCommand {
     },
 }
 
-
 pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Init { preset, out, seed } => {

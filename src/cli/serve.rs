@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use anyhow::Context;
 use clap::Args;
 
-use crate::config::{Layer, Settings};
 use super::database::{open_database_at, DbArgs};
+use crate::config::{Layer, Settings};
 use crate::startup::Application;
 
 /// `serve`'s flags: the last layer of the settings (defaults < `--config` TOML <

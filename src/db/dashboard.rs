@@ -130,7 +130,7 @@ pub async fn vote_records(pool: &PgPool, study_id: Uuid) -> Result<Vec<VoteRecor
             let choice: Choice = r
                 .choice
                 .parse()
-                .map_err(|e: String| DbError::Conflict(format!("stored vote has {e}")))?;
+                .map_err(|e: String| DbError::Corrupt(format!("stored vote has {e}")))?;
             Ok(VoteRecord {
                 participant_id: r.participant_id.to_string(),
                 prompt_id: r.prompt_id,

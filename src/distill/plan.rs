@@ -10,8 +10,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::error::{DistillError, Result};
-pub use super::mapping::MidPlan;
 use super::mapping::LayerMap;
+pub use super::mapping::MidPlan;
 use crate::engine::config::{Depth, DepthSpec, PerBlock, UNetConfig};
 use crate::engine::unet::layout::{MidSpec, UNetLayout};
 

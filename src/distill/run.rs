@@ -18,7 +18,6 @@ use crate::engine::config::{read_json, UNetConfig};
 use crate::engine::nn::Kernels;
 use crate::engine::unet::UNet2DConditionModel;
 
-
 /// Which teacher later stages learn from.
 #[derive(
     Debug,

@@ -34,6 +34,25 @@ pub enum EngineError {
     Image(String),
 }
 
+impl EngineError {
+    /// Whether the model folder (or the request naming it) is at fault: a missing or
+    /// unreadable file, bad JSON or weights, an unknown preset. Otherwise the failure
+    /// happened while running a good model (a tensor error such as running out of memory,
+    /// an image that could not be made): the server's problem, not the input's.
+    pub fn is_model_folder(&self) -> bool {
+        !matches!(self, EngineError::Tensor(_) | EngineError::Image(_))
+    }
+
+    /// The message with what failed in front: the model folder, or generation.
+    pub fn describe(&self) -> String {
+        if self.is_model_folder() {
+            format!("model folder: {self}")
+        } else {
+            format!("generation failed: {self}")
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 impl EngineError {

@@ -104,18 +104,6 @@ pub fn data_folder(raw: &str, models_dir: Option<&Path>) -> PathBuf {
     }
 }
 
-/// Errors of a training run as the queue treats them: bad plans, data or settings cannot
-/// get better by retrying; files and tensors may (a full disk, a busy GPU).
-fn job_error(e: DistillError) -> JobError {
-    match e {
-        DistillError::Plan { .. }
-        | DistillError::Json { .. }
-        | DistillError::Data { .. }
-        | DistillError::Training(_) => JobError::Permanent(e.to_string()),
-        other => JobError::Failed(other.to_string()),
-    }
-}
-
 /// Checks a request against the database and the files, then queues it in `tx`. Returns
 /// the job id and whether it is new (the same request twice queues one job).
 pub async fn enqueue_distillation(
@@ -382,7 +370,7 @@ impl JobRunner for DistillRunner {
                 ctx.check()?;
                 return Err(JobError::Stopped(Stop::Shutdown));
             }
-            Err(e) => return Err(job_error(e)),
+            Err(e) => return Err(JobError::Distill(e)),
         };
         ctx.check()?;
         let offsets = p.stages.offsets(&p.train);
@@ -420,7 +408,7 @@ impl JobRunner for DistillRunner {
             Err(DistillError::Stopped { .. }) => {
                 return Err(JobError::Stopped(rec.stop.unwrap_or(Stop::Shutdown)))
             }
-            Err(e) => return Err(job_error(e)),
+            Err(e) => return Err(JobError::Distill(e)),
         };
         ctx.check()?;
 

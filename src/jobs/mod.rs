@@ -35,8 +35,11 @@ pub enum JobError {
     /// A failure that may pass (a model folder on a flaky mount, a full disk).
     #[error("{0}")]
     Failed(String),
-    #[error("model folder: {0}")]
+    #[error("{}", .0.describe())]
     Engine(#[from] crate::engine::EngineError),
+    /// A training run's error, kept whole; `retryable` says whether trying again can help.
+    #[error("{0}")]
+    Distill(#[from] crate::distill::DistillError),
     #[error("{0}")]
     Study(#[from] crate::study::StudyError),
     #[error("{0}")]
@@ -45,6 +48,26 @@ pub enum JobError {
     Stopped(Stop),
     #[error("invalid request: {0}")]
     Invalid(String),
+}
+
+impl JobError {
+    /// Whether running the job again can succeed: not for a payload that cannot run, a
+    /// permanent failure, or a distillation whose plan, files or settings are wrong (a
+    /// tensor or I/O failure may pass: a full disk, a busy GPU).
+    pub fn retryable(&self) -> bool {
+        use crate::distill::DistillError;
+        match self {
+            JobError::Payload { .. } | JobError::Permanent(_) => false,
+            JobError::Distill(e) => !matches!(
+                e,
+                DistillError::Plan { .. }
+                    | DistillError::Json { .. }
+                    | DistillError::Data { .. }
+                    | DistillError::Training(_)
+            ),
+            _ => true,
+        }
+    }
 }
 
 impl From<crate::db::DbError> for JobError {

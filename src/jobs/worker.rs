@@ -247,19 +247,14 @@ impl Worker {
                 stats.lost += 1;
                 return;
             }
-            Err(e @ (JobError::Payload { .. } | JobError::Permanent(_))) => Outcome::Failed {
-                error: e.to_string(),
-                retry: false,
-                backoff_ms,
-            },
             Err(e) => Outcome::Failed {
                 error: e.to_string(),
-                retry: true,
+                retry: e.retryable(),
                 backoff_ms,
             },
         };
         // The end of a job must reach the database; a dropped connection is retried.
-        for attempt in 0..10 {
+        for attempt in 0..FINISH_TRIES {
             match handle.block_on(jobs::finish(&self.db.relaxed, &lease, &outcome)) {
                 Ok(true) => {
                     match outcome {
@@ -281,8 +276,17 @@ impl Worker {
                 }
             }
         }
+        tracing::error!(
+            job = %job.id,
+            "gave up finishing the job after {FINISH_TRIES} tries; when its lease expires the \
+             queue hands it out again"
+        );
+        stats.lost += 1;
     }
 }
+
+/// How often a worker tries to record the end of a job before leaving it to lease expiry.
+const FINISH_TRIES: u32 = 10;
 
 async fn listen(db: &Db) -> Option<PgListener> {
     let mut l = match PgListener::connect_with(&db.pool).await {

@@ -316,10 +316,17 @@ pub async fn get(pool: &PgPool, id: Uuid) -> Result<Job, QueueError> {
     row.ok_or(QueueError::NotFound(id))?.try_into()
 }
 
-/// The most recent jobs, newest first.
+/// The columns of a list of jobs: the log (up to 64 KiB a job) is left out — lists do not
+/// show it, and the jobs page reloads every few seconds.
+fn list_columns() -> String {
+    JOB_COLUMNS.replace(" log,", " '' AS log,")
+}
+
+/// The most recent jobs, newest first, without their logs.
 pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<Job>, QueueError> {
     let rows: Vec<JobRow> = sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, id LIMIT $1"
+        "SELECT {} FROM jobs ORDER BY created_at DESC, id LIMIT $1",
+        list_columns()
     ))
     .bind(limit)
     .fetch_all(pool)
@@ -327,10 +334,11 @@ pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<Job>, QueueError> {
     rows.into_iter().map(Job::try_from).collect()
 }
 
-/// The most recent jobs of one kind.
+/// The most recent jobs of one kind, without their logs.
 pub async fn recent_of_kind(pool: &PgPool, kind: &str, limit: i64) -> Result<Vec<Job>, QueueError> {
     let rows: Vec<JobRow> = sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE kind = $1 ORDER BY created_at DESC, id LIMIT $2"
+        "SELECT {} FROM jobs WHERE kind = $1 ORDER BY created_at DESC, id LIMIT $2",
+        list_columns()
     ))
     .bind(kind)
     .bind(limit)
@@ -409,4 +417,14 @@ pub async fn prune_workers(pool: &PgPool) -> Result<u64, QueueError> {
         .execute(pool)
         .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists_leave_the_log_out() {
+        let cols = super::list_columns();
+        assert!(cols.contains("'' AS log"), "{cols}");
+        assert!(!cols.contains("last_error, log,"), "{cols}");
+    }
 }

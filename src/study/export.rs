@@ -93,8 +93,8 @@ pub async fn live_report(
     let votes = dashboard::vote_records(&db.pool, study.id).await?;
     tokio::task::spawn_blocking(move || build_report(&votes, &settings))
         .await
-        .map_err(|e| StudyError::Conflict(format!("report task failed: {e}")))?
-        .map_err(|e| StudyError::Conflict(format!("cannot build the report: {e}")))
+        .map_err(|e| StudyError::Internal(format!("report task failed: {e}")))?
+        .map_err(|e| StudyError::Internal(format!("cannot build the report: {e}")))
 }
 
 /// Pick-a-Pic-shaped JSON lines: `caption, image_0_uid, image_1_uid, model_0, model_1,

@@ -72,6 +72,10 @@ fn token_of(req: &HttpRequest) -> Option<ParticipantToken> {
         .map(|t| ParticipantToken(t.to_string()))
 }
 
+pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.route("/img/{assignment}/{side}", actix_web::web::get().to(image));
+}
+
 /// `GET /img/{assignment}/{left|right}`.
 pub async fn image(
     req: HttpRequest,

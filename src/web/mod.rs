@@ -2,12 +2,6 @@
 //! state they use, extractors, and the mapping of domain errors to responses.
 
 pub mod admin;
-pub mod admin_auth;
-pub mod admin_distill;
-pub mod admin_exports;
-pub mod admin_jobs;
-pub mod admin_models;
-pub mod admin_uploads;
 pub mod api;
 pub mod errors;
 pub mod extract;
@@ -17,3 +11,10 @@ pub mod participant;
 pub mod ratelimit;
 pub mod state;
 pub mod uploads;
+
+/// The redirect after a POST that worked (303, so the browser GETs the next page).
+pub fn see_other(location: &str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::SeeOther()
+        .insert_header((actix_web::http::header::LOCATION, location))
+        .finish()
+}

@@ -16,6 +16,7 @@ use crate::study::{Choice, ExternalIds, Study, StudyError};
 
 use super::errors::{html, PageError};
 use super::extract;
+use super::see_other;
 use super::state::AppState;
 
 pub const PARTICIPANT_COOKIE: &str = "axl_participant";
@@ -33,11 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/s/{slug}/start", web::post().to(start))
         .route("/s/{slug}/vote", web::get().to(compare))
         .route("/s/{slug}/vote", web::post().to(submit_vote))
-        .route("/s/{slug}/done", web::get().to(done))
-        .route(
-            "/img/{assignment}/{side}",
-            web::get().to(super::images::image),
-        );
+        .route("/s/{slug}/done", web::get().to(done));
 }
 
 fn external_ids(params: &HashMap<String, String>) -> ExternalIds {
@@ -96,12 +93,6 @@ fn too_many() -> PageError {
         "Slow down",
         "Too many requests. Wait a moment and try again.",
     )
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
 }
 
 async fn start(

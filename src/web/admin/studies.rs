@@ -1,5 +1,5 @@
-//! The researcher/admin area: studies, prompt and image imports, dashboard, reports and
-//! downloads. Who may enter (sessions, CSRF) is `admin_auth`.
+//! Studies in the admin area: the list, create and edit forms, status changes, the
+//! dashboard, and the prompt and image import pages.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -8,39 +8,23 @@ use serde::Deserialize;
 
 use crate::db::studies;
 use crate::study::dashboard::{self, Dashboard};
-use crate::study::prompts::{import_prompts, parse_prompts, PromptFormat};
 use crate::study::{Study, StudyError, StudyForm, StudySettings, StudyStatus};
 
-use super::errors::{html, html_with_status};
-use super::extract;
-use super::state::AppState;
-use super::uploads::resolve_in_roots;
+use crate::web::errors::{html, html_with_status};
+use crate::web::extract;
+use crate::web::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(super::admin_auth::routes)
-        .route("/admin", web::get().to(studies_page))
+    cfg.route("/admin", web::get().to(studies_page))
         .route("/admin/studies/new", web::get().to(new_study_page))
         .route("/admin/studies/new", web::post().to(create_study))
         .route("/admin/studies/{slug}", web::get().to(dashboard_page))
         .route("/admin/studies/{slug}/edit", web::get().to(edit_study_page))
         .route("/admin/studies/{slug}/edit", web::post().to(update_study))
-        .route("/admin/studies/{slug}/status", web::post().to(set_status))
-        .route("/admin/studies/{slug}/prompts", web::get().to(prompts_page))
-        .route(
-            "/admin/studies/{slug}/prompts",
-            web::post().to(import_prompts_form),
-        )
-        .route("/admin/studies/{slug}/images", web::get().to(images_page))
-        .route(
-            "/admin/studies/{slug}/images",
-            web::post().to(import_images_form),
-        )
-        .configure(super::admin_uploads::routes)
-        .configure(super::admin_exports::routes);
+        .route("/admin/studies/{slug}/status", web::post().to(set_status));
 }
 
-pub(crate) use super::admin_auth::{check_csrf, see_other};
-pub use super::admin_auth::{csrf_token, Admin, AdminError};
+use super::auth::{check_csrf, csrf_token, see_other, Admin, AdminError};
 
 #[derive(Template)]
 #[template(path = "admin/studies.html")]
@@ -404,158 +388,4 @@ async fn dashboard_page(
         participant_link,
         flash: None,
     })?)
-}
-
-#[derive(Template)]
-#[template(path = "admin/prompts.html")]
-pub(super) struct PromptsPage {
-    pub csrf: String,
-    pub study: Study,
-    pub error: Option<String>,
-    pub flash: Option<String>,
-}
-
-async fn prompts_page(
-    admin: Admin,
-    state: web::Data<AppState>,
-    slug: extract::Path<String>,
-) -> Result<HttpResponse, AdminError> {
-    let study = studies::by_slug(&state.db.pool, &slug).await?;
-    Ok(html(PromptsPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error: None,
-        flash: None,
-    })?)
-}
-
-#[derive(Deserialize)]
-struct PromptsForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    format: String,
-    content: String,
-}
-
-async fn import_prompts_form(
-    admin: Admin,
-    state: web::Data<AppState>,
-    slug: extract::Path<String>,
-    form: extract::Form<PromptsForm>,
-) -> Result<HttpResponse, AdminError> {
-    check_csrf(&admin.session, &form.csrf)?;
-    let study = studies::by_slug(&state.db.pool, &slug).await?;
-    let format = match form.format.as_str() {
-        "" | "auto" => Ok(PromptFormat::detect("pasted", &form.content)),
-        other => PromptFormat::parse(other),
-    };
-    let result = match format.and_then(|f| parse_prompts("pasted text", &form.content, f)) {
-        Ok(prompts) => import_prompts(&state.db, &study, &prompts).await,
-        Err(e) => Err(e),
-    };
-    prompts_outcome_page(&admin, study, result)
-}
-
-/// The prompts page again with what a paste or an upload imported, or why it failed.
-pub(super) fn prompts_outcome_page(
-    admin: &Admin,
-    study: Study,
-    result: Result<crate::study::prompts::ImportCount, StudyError>,
-) -> Result<HttpResponse, AdminError> {
-    let (status, error, flash) = import_outcome(result.map(|count| {
-        format!(
-            "Imported {} new prompts ({} were already there).",
-            count.added, count.existing
-        )
-    }))?;
-    let page = PromptsPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error,
-        flash,
-    };
-    Ok(html_with_status(status, page)?)
-}
-
-#[derive(Template)]
-#[template(path = "admin/images.html")]
-pub(super) struct ImagesPage {
-    pub csrf: String,
-    pub study: Study,
-    pub error: Option<String>,
-    pub flash: Option<String>,
-}
-
-async fn images_page(
-    admin: Admin,
-    state: web::Data<AppState>,
-    slug: extract::Path<String>,
-) -> Result<HttpResponse, AdminError> {
-    let study = studies::by_slug(&state.db.pool, &slug).await?;
-    Ok(html(ImagesPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error: None,
-        flash: None,
-    })?)
-}
-
-#[derive(Deserialize)]
-struct ImagesForm {
-    #[serde(default)]
-    csrf: String,
-    dir: String,
-}
-
-/// Imports a manifest folder that is already on the server (where generation workers or a
-/// researcher's copy put it), like `arenaxl images import` but only inside the roots.
-async fn import_images_form(
-    admin: Admin,
-    state: web::Data<AppState>,
-    slug: extract::Path<String>,
-    form: extract::Form<ImagesForm>,
-) -> Result<HttpResponse, AdminError> {
-    check_csrf(&admin.session, &form.csrf)?;
-    let study = studies::by_slug(&state.db.pool, &slug).await?;
-    let result = match resolve_in_roots(&state.settings, &form.dir, "image folder") {
-        Ok(dir) => {
-            crate::study::images::import_dir_limited(
-                &state.db,
-                &study,
-                &dir,
-                &state.store,
-                state.settings.max_image_pixels,
-            )
-            .await
-        }
-        Err(refused) => Err(StudyError::Import(refused.0)),
-    };
-    let (status, error, flash) = import_outcome(result.map(|c| {
-        format!(
-            "Imported {} new images ({} were already there); the study has {} candidate pairs.",
-            c.images_added, c.images_existing, c.pairs_total
-        )
-    }))?;
-    let page = ImagesPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error,
-        flash,
-    };
-    Ok(html_with_status(status, page)?)
-}
-
-/// What an import form shows next: the summary (200), or what was wrong with the input (422,
-/// the form again with the message). Faults that are not the input's become error pages.
-pub(super) fn import_outcome(
-    result: Result<String, StudyError>,
-) -> Result<(StatusCode, Option<String>, Option<String>), AdminError> {
-    match result {
-        Ok(summary) => Ok((StatusCode::OK, None, Some(summary))),
-        Err(e @ (StudyError::Import(_) | StudyError::Invalid { .. } | StudyError::Conflict(_))) => {
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None))
-        }
-        Err(e) => Err(e.into()),
-    }
 }

@@ -8,28 +8,27 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use uuid::Uuid;
 
-use crate::db::distill as dq;
 use crate::db::generation::{self, ModelRow};
 use crate::distill::run::{Stage, StageTeacher, Stages};
 use crate::distill::train::TrainConfig;
 use crate::distill::{FeatureLevel, Keep};
-use crate::domain::DEFAULT_SAMPLING;
 use crate::jobs::compare::{choose_prompts, compare_with_teacher, CompareRequest};
 use crate::jobs::distill::{enqueue_distillation, DistillPayload};
 use crate::jobs::generate::Sampling;
-use crate::jobs::{Job, JobError, JobStatus};
+use crate::jobs::{Job, JobError};
 use crate::queue::store as q;
-use crate::report::render::svg::{line_chart, Series};
 use crate::study::prompts::{parse_prompts, PromptFormat};
 use crate::study::{StudyForm, StudySettings};
 
-use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
-use super::admin_jobs::{job_page_with, parse_id};
-use super::admin_models::checked_folder;
-use super::errors::{html, html_with_status};
-use super::extract;
-use super::state::AppState;
-use super::uploads::resolve_in_roots;
+use super::auth::{check_csrf, csrf_token, Admin, AdminError};
+use super::distill_view::distill_view_of;
+use super::forms::{self, field, list, parse_id, see_other, Fields};
+use super::jobs::job_page_with;
+use super::models::checked_folder;
+use crate::web::errors::{html, html_with_status};
+use crate::web::extract;
+use crate::web::state::AppState;
+use crate::web::uploads::resolve_in_roots;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/distill", web::get().to(distill_page))
@@ -37,17 +36,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/jobs/{id}/compare", web::post().to(compare));
 }
 
-/// A form's fields, kept as entered so that an error page shows them again.
-type Fields = std::collections::BTreeMap<String, String>;
-
-fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
-    f.get(name).map(|s| s.trim()).unwrap_or("")
-}
-
+/// A number in the field `name` of `f`, named `label` in the error.
 fn number<T: std::str::FromStr>(f: &Fields, name: &str, label: &str) -> Result<T, JobError> {
-    let raw = field(f, name);
-    raw.parse()
-        .map_err(|_| JobError::Invalid(format!("{label}: '{raw}' is not a valid number")))
+    forms::number(label, field(f, name))
 }
 
 /// The start form's defaults: Segmind's loss weights, a small run a CPU worker finishes.
@@ -285,7 +276,7 @@ async fn start(
     .await;
     match result {
         Ok(id) => Ok(see_other(&format!("/admin/jobs/{id}"))),
-        Err(e @ (JobError::Invalid(_) | JobError::Engine(_))) => {
+        Err(e) if is_bad_input(&e) => {
             let page = distill_view(&admin, &state, fields, Some(e.to_string())).await?;
             Ok(html_with_status(StatusCode::UNPROCESSABLE_ENTITY, page)?)
         }
@@ -293,150 +284,14 @@ async fn start(
     }
 }
 
-/// What a distillation's job page adds: curves, held-out figures, the student, and the
-/// "compare with teacher" form once the student is registered.
-pub(super) struct DistillView {
-    pub loss_svg: String,
-    pub eval_svg: String,
-    pub evals: Vec<(i32, i64, String, String)>,
-    pub teacher: String,
-    pub student: String,
-    pub student_ready: bool,
-    pub form: Fields,
-    pub error: Option<String>,
-}
-
-impl DistillView {
-    pub fn value(&self, name: &str) -> &str {
-        field(&self.form, name)
+/// A request the form can be shown again for (422): invalid fields or a model folder at
+/// fault; anything else is the server's.
+fn is_bad_input(e: &JobError) -> bool {
+    match e {
+        JobError::Invalid(_) => true,
+        JobError::Engine(engine) => engine.is_model_folder(),
+        _ => false,
     }
-}
-
-fn slugify(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').chars().take(60).collect()
-}
-
-fn compare_defaults(teacher: &str, student: &str) -> Fields {
-    [
-        ("title", format!("{student} vs {teacher}")),
-        ("slug", slugify(&format!("{student}-vs-{teacher}"))),
-        ("prompts_file", String::new()),
-        ("prompts_text", String::new()),
-        ("categories", String::new()),
-        ("max_prompts", "200".into()),
-        ("seeds", "1".into()),
-        ("steps", DEFAULT_SAMPLING.steps.to_string()),
-        ("guidance", DEFAULT_SAMPLING.guidance.to_string()),
-        ("scheduler", String::new()),
-        ("width", DEFAULT_SAMPLING.width.to_string()),
-        ("height", DEFAULT_SAMPLING.height.to_string()),
-        ("dtype", DEFAULT_SAMPLING.dtype.into()),
-        ("batch", "8".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-const COLOURS: [&str; 5] = ["#1f4e79", "#c0504d", "#4f8f3a", "#8064a2", "#d08c00"];
-
-/// The curves of a job: training loss components per stage, and held-out MSEs.
-pub(super) async fn distill_view_of(
-    state: &AppState,
-    job: &Job,
-    form: Option<Fields>,
-    error: Option<String>,
-) -> Result<DistillView, AdminError> {
-    let points = dq::points(&state.db.pool, job.id).await?;
-    // Steps restart at each stage; the x axis runs on across stages, each stage starting
-    // after the steps the earlier ones were given.
-    let offset: Vec<i64> = serde_json::from_value::<DistillPayload>(job.payload.clone())
-        .map(|p| p.stages.offsets(&p.train))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| o as i64)
-        .collect();
-    let x = |p: &dq::Point| (offset.get(p.stage as usize).copied().unwrap_or(0) + p.step) as f64;
-    let series = |kind: &str, keys: &[(&str, &str)]| -> Vec<Series> {
-        keys.iter()
-            .enumerate()
-            .map(|(i, (key, name))| Series {
-                name: name.to_string(),
-                colour: COLOURS[i % COLOURS.len()],
-                points: points
-                    .iter()
-                    .filter(|p| p.kind == kind)
-                    .filter_map(|p| p.data[*key].as_f64().map(|v| (x(p), v)))
-                    .collect(),
-            })
-            .collect()
-    };
-    let loss = series(
-        "train",
-        &[
-            ("loss", "total"),
-            ("task", "task"),
-            ("output", "output"),
-            ("features", "features"),
-        ],
-    );
-    let eval = series(
-        "eval",
-        &[("output_mse", "output MSE"), ("feature_mse", "feature MSE")],
-    );
-    let evals = points
-        .iter()
-        .filter(|p| p.kind == "eval")
-        .map(|p| {
-            let f = |k: &str| {
-                p.data[k]
-                    .as_f64()
-                    .map(|v| format!("{v:.6}"))
-                    .unwrap_or_default()
-            };
-            (p.stage + 1, p.step, f("output_mse"), f("feature_mse"))
-        })
-        .collect();
-    let teacher = job.payload["teacher"].as_str().unwrap_or("?").to_string();
-    let student = job.payload["student"].as_str().unwrap_or("?").to_string();
-    let student_ready = job.status == JobStatus::Succeeded
-        && generation::model_by_name(&state.db.pool, &student)
-            .await?
-            .and_then(|m| m.info)
-            .is_some_and(|i| i["distill_job"].as_str() == Some(job.id.to_string().as_str()));
-    Ok(DistillView {
-        loss_svg: if points.iter().any(|p| p.kind == "train") {
-            line_chart(&loss, "Training loss per step", "step")
-        } else {
-            String::new()
-        },
-        eval_svg: if points.iter().any(|p| p.kind == "eval") {
-            line_chart(&eval, "Held-out MSE against the teacher", "step")
-        } else {
-            String::new()
-        },
-        evals,
-        form: form.unwrap_or_else(|| compare_defaults(&teacher, &student)),
-        teacher,
-        student,
-        student_ready,
-        error,
-    })
-}
-
-fn list(s: &str) -> Vec<String> {
-    s.split([',', '\n'])
-        .map(|x| x.trim().to_string())
-        .filter(|x| !x.is_empty())
-        .collect()
 }
 
 /// The prompts of the compare form: pasted lines, or a prompts file on the server inside
@@ -527,7 +382,9 @@ async fn compare(
             | crate::study::StudyError::Import(_) => e.to_string(),
             other => return Err(other.into()),
         },
-        Err(e @ JobError::Invalid(_)) => e.to_string(),
+        Err(e @ (JobError::Invalid(_) | JobError::Store(crate::db::DbError::Conflict(_)))) => {
+            e.to_string()
+        }
         Err(e) => return Err(e.into()),
     };
     let view = distill_view_of(&state, &job, Some(fields), Some(error)).await?;
@@ -537,6 +394,7 @@ async fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::admin::distill_view::slugify;
 
     #[test]
     fn plans_stages_and_json_from_one_field() {

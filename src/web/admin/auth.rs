@@ -4,21 +4,26 @@
 //! after logout, a password change, the account's deletion, the idle timeout or the expiry.
 
 use actix_session::{Session, SessionExt};
-use actix_web::http::{header, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use base64::Engine;
-use futures_util::future::LocalBoxFuture;
 use rand::RngCore;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::study::{admins, StudyError};
+use crate::study::admins;
 
-use super::errors::{html, html_with_status, PageError};
-use super::extract;
-use super::participant::client_key;
-use super::state::AppState;
+pub use super::error::AdminError;
+pub(crate) use super::forms::see_other;
+use super::forms::CsrfForm;
+use crate::web::errors::{html, html_with_status, PageError};
+use crate::web::extract;
+use crate::web::participant::client_key;
+use crate::web::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/login", web::get().to(login_page))
@@ -39,7 +44,10 @@ pub fn csrf_token(session: &Session) -> String {
     let mut bytes = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut bytes);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let _ = session.insert(CSRF_KEY, &token);
+    if let Err(e) = session.insert(CSRF_KEY, &token) {
+        // The form will be refused on submit (403); say why in the log.
+        tracing::error!("cannot store the CSRF token in the session: {e}");
+    }
     token
 }
 
@@ -63,64 +71,6 @@ pub(crate) fn check_csrf(session: &Session, provided: &str) -> Result<(), AdminE
     }
 }
 
-/// Errors of the admin area: not logged in (sent to the login page), a missing or wrong
-/// CSRF token (403), or a page error.
-#[derive(Debug)]
-pub enum AdminError {
-    LoginRequired,
-    Csrf,
-    Page(PageError),
-}
-
-impl std::fmt::Display for AdminError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AdminError::LoginRequired => f.write_str("login required"),
-            AdminError::Csrf => f.write_str("invalid CSRF token"),
-            AdminError::Page(p) => p.fmt(f),
-        }
-    }
-}
-
-impl ResponseError for AdminError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            AdminError::LoginRequired => StatusCode::SEE_OTHER,
-            AdminError::Csrf => StatusCode::FORBIDDEN,
-            AdminError::Page(p) => p.status,
-        }
-    }
-    fn error_response(&self) -> HttpResponse {
-        match self {
-            AdminError::LoginRequired => see_other("/admin/login"),
-            AdminError::Csrf => super::errors::message_page(
-                StatusCode::FORBIDDEN,
-                "Form expired",
-                "This form was not sent from this session (missing or wrong CSRF token). Reload the page and try again.",
-            ),
-            AdminError::Page(p) => p.error_response(),
-        }
-    }
-}
-
-impl From<StudyError> for AdminError {
-    fn from(e: StudyError) -> Self {
-        AdminError::Page(e.into())
-    }
-}
-
-impl From<crate::db::DbError> for AdminError {
-    fn from(e: crate::db::DbError) -> Self {
-        AdminError::Page(e.into())
-    }
-}
-
-impl From<PageError> for AdminError {
-    fn from(e: PageError) -> Self {
-        AdminError::Page(e)
-    }
-}
-
 /// A logged-in researcher with a live server-side session.
 pub struct Admin {
     pub id: Uuid,
@@ -128,34 +78,71 @@ pub struct Admin {
     token: String,
 }
 
-impl FromRequest for Admin {
-    type Error = AdminError;
-    type Future = LocalBoxFuture<'static, Result<Self, AdminError>>;
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+/// Who the guard let in: read by the `Admin` extractor.
+#[derive(Clone)]
+struct Authenticated {
+    id: Uuid,
+    token: String,
+}
+
+/// The one check in front of every `/admin` path but the login page: the cookie's session
+/// must be live in the database (not logged out, expired or idle, its admin not deleted and
+/// the password not changed since). Otherwise the request goes no further than here: to
+/// the login page. A handler added under `/admin` is guarded whether or not it asks for an
+/// `Admin`.
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let path = req.path();
+    let guarded = (path == "/admin" || path.starts_with("/admin/")) && path != "/admin/login";
+    if guarded {
         let session = req.get_session();
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        Box::pin(async move {
-            let state = state.ok_or(AdminError::LoginRequired)?;
-            let Ok(Some(token)) = session.get::<String>(SESSION_KEY) else {
-                return Err(AdminError::LoginRequired);
-            };
-            let idle = state.settings.session_idle_secs;
-            match admins::session_admin(&state.db, &token, idle).await? {
-                Some(id) => Ok(Admin { id, session, token }),
-                None => {
-                    // Revoked, expired or unknown: drop the dead cookie too.
-                    session.purge();
-                    Err(AdminError::LoginRequired)
-                }
+        match authenticate(&session, state).await {
+            Ok(who) => {
+                req.extensions_mut().insert(who);
             }
-        })
+            Err(e) => return Ok(req.into_response(e.error_response())),
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+async fn authenticate(
+    session: &Session,
+    state: Option<web::Data<AppState>>,
+) -> Result<Authenticated, AdminError> {
+    let state = state.ok_or(AdminError::LoginRequired)?;
+    let Ok(Some(token)) = session.get::<String>(SESSION_KEY) else {
+        return Err(AdminError::LoginRequired);
+    };
+    let idle = state.settings.session_idle_secs;
+    match admins::session_admin(&state.db, &token, idle).await? {
+        Some(id) => Ok(Authenticated { id, token }),
+        None => {
+            // Revoked, expired or unknown: drop the dead cookie too.
+            session.purge();
+            Err(AdminError::LoginRequired)
+        }
     }
 }
 
-pub(crate) fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
+impl FromRequest for Admin {
+    type Error = AdminError;
+    type Future = std::future::Ready<Result<Self, AdminError>>;
+    /// The admin the guard let in; outside the guard's paths nobody is.
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let who = req.extensions().get::<Authenticated>().cloned();
+        std::future::ready(match who {
+            Some(Authenticated { id, token }) => Ok(Admin {
+                id,
+                session: req.get_session(),
+                token,
+            }),
+            None => Err(AdminError::LoginRequired),
+        })
+    }
 }
 
 #[derive(Template)]
@@ -202,7 +189,14 @@ async fn login(
             // A fresh cookie on login defeats session fixation.
             session.renew();
             session.remove(CSRF_KEY);
-            let _ = session.insert(SESSION_KEY, token);
+            session.insert(SESSION_KEY, token).map_err(|e| {
+                tracing::error!("cannot store the admin session in the cookie: {e}");
+                PageError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "You could not be logged in; the error is in the server log.",
+                )
+            })?;
             tracing::info!(admin = %id, "admin logged in");
             Ok(see_other("/admin"))
         }
@@ -214,12 +208,6 @@ async fn login(
             Ok(html_with_status(StatusCode::UNAUTHORIZED, page)?)
         }
     }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// Revokes the session in the database (a copy of the cookie is dead too) and clears it.

@@ -12,10 +12,10 @@ use crate::db::generation::{self, ModelRow};
 use crate::jobs::JobError;
 use crate::queue::store as q;
 
-use super::admin::{check_csrf, csrf_token, Admin, AdminError};
-use super::errors::{html, html_with_status};
-use super::extract;
-use super::state::AppState;
+use super::auth::{check_csrf, csrf_token, Admin, AdminError};
+use crate::web::errors::{html, html_with_status};
+use crate::web::extract;
+use crate::web::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/models", web::get().to(models_page))
@@ -130,8 +130,11 @@ async fn register_model(
                 m.folder.unwrap_or_default()
             )),
         ),
-        Err(e @ (JobError::Invalid(_) | JobError::Engine(_) | JobError::Io(_))) => {
+        Err(e @ (JobError::Invalid(_) | JobError::Io(_))) => {
             (StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None)
+        }
+        Err(JobError::Engine(e)) if e.is_model_folder() => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(e.describe()), None)
         }
         Err(e) => return Err(e.into()),
     };
@@ -153,7 +156,7 @@ pub(super) fn checked_folder(
     raw: &str,
     what: &str,
 ) -> Result<PathBuf, JobError> {
-    let canonical = super::uploads::resolve_in_roots(settings, raw, what)
+    let canonical = crate::web::uploads::resolve_in_roots(settings, raw, what)
         .map_err(|refused| JobError::Invalid(refused.0))?;
     let raw = std::path::Path::new(raw.trim());
     Ok(if raw.is_relative() {

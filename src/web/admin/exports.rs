@@ -8,9 +8,9 @@ use serde::Deserialize;
 use crate::db::studies;
 use crate::study::Study;
 
-use super::admin::{Admin, AdminError};
-use super::extract;
-use super::state::AppState;
+use super::auth::{Admin, AdminError};
+use crate::web::extract;
+use crate::web::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/studies/{slug}/votes.csv", web::get().to(votes_csv))

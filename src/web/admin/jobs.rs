@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::db::generation::{self, ModelRow};
@@ -19,15 +18,15 @@ use crate::queue::store as q;
 use crate::queue::QueueError;
 use crate::study::Study;
 
-use super::admin::{check_csrf, csrf_token, see_other, Admin, AdminError};
-use super::admin_distill::{distill_view_of, DistillView};
-use super::errors::{html, html_with_status, PageError};
-use super::extract;
-use super::state::AppState;
+use super::auth::{check_csrf, csrf_token, Admin, AdminError};
+use super::distill_view::{distill_view_of, DistillView};
+use super::forms::{list, number, parse_id, see_other, CsrfForm};
+use crate::web::errors::{html, html_with_status, PageError};
+use crate::web::extract;
+use crate::web::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.configure(super::admin_models::routes)
-        .route("/admin/jobs", web::get().to(jobs_page))
+    cfg.route("/admin/jobs", web::get().to(jobs_page))
         .route("/admin/jobs/{id}", web::get().to(job_page))
         .route("/admin/jobs/{id}/cancel", web::post().to(cancel_job))
         .route("/admin/jobs/{id}/retry", web::post().to(retry_job))
@@ -57,7 +56,12 @@ impl From<JobError> for AdminError {
             JobError::Queue(QueueError::NotFound(_)) => {
                 PageError::new(StatusCode::NOT_FOUND, "Not found", e.to_string())
             }
-            JobError::Invalid(_) | JobError::Engine(_) => PageError::new(
+            JobError::Invalid(_) => PageError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid request",
+                e.to_string(),
+            ),
+            JobError::Engine(ref engine) if engine.is_model_folder() => PageError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Invalid request",
                 e.to_string(),
@@ -175,16 +179,6 @@ struct JobPage {
     distill: Option<DistillView>,
 }
 
-pub(super) fn parse_id(raw: &str) -> Result<Uuid, AdminError> {
-    Uuid::parse_str(raw).map_err(|_| {
-        AdminError::Page(PageError::new(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            format!("'{raw}' is not a job id"),
-        ))
-    })
-}
-
 async fn job_page(
     admin: Admin,
     state: web::Data<AppState>,
@@ -220,12 +214,6 @@ pub(super) fn job_page_with(
             distill,
         },
     )?)
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 async fn cancel_job(
@@ -352,19 +340,6 @@ impl GenerateForm {
     fn has_category(&self, name: &str) -> bool {
         list(&self.categories).iter().any(|c| c == name)
     }
-}
-
-fn list(s: &str) -> Vec<String> {
-    s.split([',', '\n'])
-        .map(|x| x.trim().to_string())
-        .filter(|x| !x.is_empty())
-        .collect()
-}
-
-fn number<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, JobError> {
-    raw.trim()
-        .parse()
-        .map_err(|_| JobError::Invalid(format!("{field}: '{}' is not a valid number", raw.trim())))
 }
 
 async fn generate_view(
