@@ -108,24 +108,44 @@ pub async fn insert_image(
     Ok(true)
 }
 
-/// Makes every pair of images of different models on the same prompt (and seed) a
-/// candidate pair, and tells schedulers that the set changed. Returns the study's pair count.
-pub async fn rebuild_pairs(
+/// Which images `add_pairs` looks at: the whole study (after an import), or one item —
+/// a prompt and seed — after one generated image arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum PairScope {
+    Study,
+    Item { prompt_id: Uuid, seed: Option<i64> },
+}
+
+/// Makes every pair of images of different models on the same prompt (and seed) within
+/// `scope` a candidate pair, and tells schedulers that the set changed when it did (so a
+/// stream of generated images does not reload every plan for nothing). Returns the number
+/// of pairs added.
+pub async fn add_pairs(
     tx: &mut Transaction<'_, Postgres>,
     study_id: Uuid,
+    scope: PairScope,
 ) -> Result<u64, DbError> {
     const SAME_ITEM: &str = "ib.study_id = ia.study_id AND ib.prompt_id = ia.prompt_id \
         AND COALESCE(ib.seed, -1) = COALESCE(ia.seed, -1)";
+    // $2 NULL: the whole study; else only images of prompt $2 and seed $3.
+    const IN_SCOPE: &str = "($2::uuid IS NULL OR (ia.prompt_id = $2 \
+        AND COALESCE(ia.seed, -1) = COALESCE($3::bigint, -1)))";
+    let (prompt, seed) = match scope {
+        PairScope::Study => (None, None),
+        PairScope::Item { prompt_id, seed } => (Some(prompt_id), seed),
+    };
     sqlx::query(&format!(
         "INSERT INTO model_pairs (id, study_id, model_a, model_b) \
          SELECT gen_random_uuid(), $1, x.model_a, x.model_b FROM ( \
            SELECT DISTINCT ia.model_id AS model_a, ib.model_id AS model_b \
            FROM images ia JOIN images ib ON {SAME_ITEM} \
            JOIN models ma ON ma.id = ia.model_id JOIN models mb ON mb.id = ib.model_id \
-           WHERE ia.study_id = $1 AND ma.name COLLATE \"C\" < mb.name COLLATE \"C\") x \
+           WHERE ia.study_id = $1 AND {IN_SCOPE} AND ma.name COLLATE \"C\" < mb.name COLLATE \"C\") x \
          ON CONFLICT (study_id, model_a, model_b) DO NOTHING"
     ))
     .bind(study_id)
+    .bind(prompt)
+    .bind(seed)
     .execute(&mut **tx)
     .await?;
     let added = sqlx::query(&format!(
@@ -133,10 +153,12 @@ pub async fn rebuild_pairs(
          SELECT gen_random_uuid(), $1, ia.prompt_id, mp.id, ia.id, ib.id \
          FROM images ia JOIN images ib ON {SAME_ITEM} \
          JOIN model_pairs mp ON mp.study_id = $1 AND mp.model_a = ia.model_id AND mp.model_b = ib.model_id \
-         WHERE ia.study_id = $1 \
+         WHERE ia.study_id = $1 AND {IN_SCOPE} \
          ON CONFLICT (image_a, image_b) DO NOTHING"
     ))
     .bind(study_id)
+    .bind(prompt)
+    .bind(seed)
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -153,6 +175,14 @@ pub async fn rebuild_pairs(
         .execute(&mut **tx)
         .await?;
     }
+    Ok(added)
+}
+
+/// How many candidate pairs a study has.
+pub async fn pair_count(
+    tx: &mut Transaction<'_, Postgres>,
+    study_id: Uuid,
+) -> Result<u64, DbError> {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM pairs WHERE study_id = $1")
         .bind(study_id)
         .fetch_one(&mut **tx)

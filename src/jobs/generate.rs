@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::db::content::PairScope;
 use crate::db::generation::{self, GeneratedImage};
 use crate::db::Db;
 use crate::domain::rules::check_seeds_per_prompt;
@@ -338,7 +339,8 @@ impl JobRunner for GenerateRunner {
     }
 }
 
-/// Inserts the image and rebuilds the study's pairs, only while the lease is ours.
+/// Inserts the image and the pairs it makes with the other models' images of its prompt
+/// and seed, only while the lease is ours.
 async fn store_image(
     db: &Db,
     lease: &super::Lease,
@@ -349,7 +351,11 @@ async fn store_image(
         return Err(JobError::Stopped(Stop::LeaseLost));
     }
     if generation::insert_generated(&mut tx, img).await? {
-        crate::db::content::rebuild_pairs(&mut tx, img.study_id).await?;
+        let item = PairScope::Item {
+            prompt_id: img.prompt_id,
+            seed: Some(img.seed),
+        };
+        crate::db::content::add_pairs(&mut tx, img.study_id, item).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -15,6 +15,7 @@ use crate::db::Db;
 use self::files::{inside, read_image, resolve_inside, Staging};
 use super::prompts::NewPrompt;
 use super::{Study, StudyError};
+use crate::db::content::PairScope;
 pub use crate::domain::content::{PreparedImage, StoredFile};
 
 mod files;
@@ -333,7 +334,8 @@ async fn insert_with_lines(
             m.height_b
         )));
     }
-    let pairs_total = crate::db::content::rebuild_pairs(&mut tx, study.id).await?;
+    crate::db::content::add_pairs(&mut tx, study.id, PairScope::Study).await?;
+    let pairs_total = crate::db::content::pair_count(&mut tx, study.id).await?;
     tx.commit().await?;
     Ok(ImageImportCount {
         images_added: added,

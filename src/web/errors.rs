@@ -244,7 +244,9 @@ impl From<StudyError> for PageError {
             StudyError::Db(_) if is_unavailable(&err) => {
                 ("Temporarily unavailable", public_detail(&err))
             }
-            StudyError::Db(_) | StudyError::Io(_) => ("Something went wrong", public_detail(&err)),
+            StudyError::Db(_) | StudyError::Io(_) | StudyError::Internal(_) => {
+                ("Something went wrong", public_detail(&err))
+            }
             other => ("Cannot do that", other.to_string()),
         };
         PageError {
@@ -324,5 +326,45 @@ mod tests {
         let page = PageError::from(StudyError::Db(sqlx::Error::PoolTimedOut)).error_response();
         assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(page.headers().get("Retry-After").unwrap(), "5");
+    }
+
+    #[test]
+    fn each_error_gets_the_status_of_its_cause() {
+        use crate::db::DbError;
+        let status = |e: StudyError| classify(&e).0;
+        // Our faults: a report that could not be built, a corrupt stored row, a lost lease.
+        assert_eq!(
+            status(StudyError::Internal("cannot build the report".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status(DbError::Corrupt("stored vote has 'x'".into()).into()),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status(DbError::LeaseLost.into()),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // Resources: a full disk is 507, not a generic 500.
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert_eq!(
+            status(StudyError::Io(full)),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+        // Real conflicts and bad input keep their labels.
+        assert_eq!(
+            status(DbError::Conflict("slug taken".into()).into()),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status(DbError::NotFound("study".into()).into()),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(crate::domain::Invalid::new("slug", "bad").into()),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let page = PageError::from(StudyError::Internal("secret detail".into()));
+        assert!(!page.message.contains("secret"), "no internals in the page");
     }
 }

@@ -297,3 +297,29 @@ async fn sessions_end_after_the_idle_timeout_and_the_absolute_expiry() {
     .expect("idle");
     assert_refused(&app, &b.cookie, "idle for 13 h (default 12 h)").await;
 }
+
+/// One guard stands in front of the whole admin area: any `/admin` path, routed or not, GET
+/// or POST, sends a visitor without a live session to the login page before a handler or
+/// the router's 404 can say anything; logged in, an unknown admin path is a plain 404.
+#[tokio::test]
+async fn every_admin_path_is_guarded_before_routing() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/admin",
+        "/admin/no-such-page",
+        "/admin/studies/none/report.json",
+        "/admin/images/00000000-0000-0000-0000-000000000000",
+    ] {
+        let (status, location) = with_cookie(&app, path, "").await;
+        assert_eq!((status, location.as_str()), (303, "/admin/login"), "{path}");
+    }
+    let mut anonymous = Browser::new(&app);
+    assert_eq!(anonymous.post("/admin/jobs/x/cancel", &[]).await, 303);
+    assert_eq!(
+        anonymous.get("/admin/login").await.0,
+        200,
+        "the login page is open"
+    );
+    let mut b = logged_in(&app).await;
+    assert_eq!(b.get("/admin/no-such-page").await.0, 404);
+}
