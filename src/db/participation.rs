@@ -206,7 +206,9 @@ pub async fn insert_assignment(
 /// the model pair's `sides` counter (one for every process on the database) numbers its
 /// comparisons, and in each block of two consecutive ones model A is once on the left and
 /// once on the right, the first side drawn from a hash of the model pair and the block (not
-/// guessable without the pair's random id). Returns whether model A went to the left.
+/// guessable without the pair's random id). Returns whether model A went to the left, and
+/// the counter's value this comparison took (its number among the model pair's comparisons
+/// by every process: a scheduler sees from it whether others share the study).
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_pair_assignment(
     pool: &PgPool,
@@ -218,8 +220,8 @@ pub async fn insert_pair_assignment(
     model_pair_id: Uuid,
     image_a: Uuid,
     image_b: Uuid,
-) -> Result<(Stored, bool), DbError> {
-    let result: Result<bool, sqlx::Error> = sqlx::query_scalar(
+) -> Result<(Stored, bool, Option<i64>), DbError> {
+    let result: Result<(bool, i64), sqlx::Error> = sqlx::query_as(
         "WITH n AS (UPDATE model_pairs SET sides = sides + 1 WHERE id = $6 RETURNING sides - 1 AS k), \
          side AS (SELECT (get_byte(decode(md5($6::text || ':' || (k / 2)::text), 'hex'), 0) % 2 = 1) \
                          <> (k % 2 = 1) AS a_left FROM n) \
@@ -227,7 +229,7 @@ pub async fn insert_pair_assignment(
            left_image, right_image, gold, gold_broken_side) \
          SELECT $1, $2, $3, $4, $5, $6, CASE WHEN side.a_left THEN $7 ELSE $8 END, \
            CASE WHEN side.a_left THEN $8 ELSE $7 END, FALSE, NULL FROM side \
-         RETURNING left_image = $7",
+         RETURNING left_image = $7, (SELECT k FROM n)",
     )
     .bind(id)
     .bind(participant_id)
@@ -240,12 +242,12 @@ pub async fn insert_pair_assignment(
     .fetch_one(pool)
     .await;
     match result {
-        Ok(a_left) => Ok((Stored::Stored, a_left)),
+        Ok((a_left, k)) => Ok((Stored::Stored, a_left, Some(k))),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             if e.constraint() == Some("assignments_one_open") {
-                Ok((Stored::AlreadyOpen, false))
+                Ok((Stored::AlreadyOpen, false, None))
             } else {
-                Ok((Stored::Seen, false))
+                Ok((Stored::Seen, false, None))
             }
         }
         Err(e) => Err(e.into()),
@@ -447,6 +449,8 @@ pub async fn load_counts(pool: &PgPool, study_id: Uuid) -> Result<Counts, DbErro
 /// study's timeout), those open assignments, and the images usable for gold checks.
 pub struct PlanRows {
     pub pairs: Vec<PairRow>,
+    /// Each model pair's comparison counter (`model_pairs.sides`) when the plan was read.
+    pub sides: Vec<(Uuid, i64)>,
     pub open: Vec<OpenRow>,
     pub gold: Vec<(Uuid, Uuid, String)>,
 }
@@ -499,7 +503,16 @@ pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, D
             a_left: r.a_left.max(0) as u64,
         })
         .collect();
-    Ok(PlanRows { pairs, open, gold })
+    let sides = sqlx::query_as("SELECT id, sides FROM model_pairs WHERE study_id = $1")
+        .bind(study_id)
+        .fetch_all(pool)
+        .await?;
+    Ok(PlanRows {
+        pairs,
+        sides,
+        open,
+        gold,
+    })
 }
 
 pub async fn pairs_version(pool: &PgPool, study_id: Uuid) -> Result<i64, DbError> {

@@ -140,7 +140,8 @@ async fn plan_for(
             open_assignments(rows.open),
             timeout,
         )
-        .with_allocation(study.allocation, &outcomes),
+        .with_allocation(study.allocation, &outcomes)
+        .with_counters(&rows.sides),
     ))
 }
 
@@ -264,8 +265,12 @@ pub async fn next(
         };
         match stored {
             Stored::Stored => {
-                if let Some((pair, actual)) = pair {
-                    lock(&plan).opened(id, pair, actual, issued_at);
+                if let Some((pair, actual, counter)) = pair {
+                    let mut plan = lock(&plan);
+                    plan.opened(id, pair, actual, issued_at);
+                    if let Some(k) = counter {
+                        plan.counter_seen(pair, k);
+                    }
                 }
                 return Ok((
                     study,
@@ -297,14 +302,15 @@ pub async fn next(
 }
 
 /// Stores the scheduler's pick as the participant's open assignment; for comparisons, the
-/// pair it counts against and the side stored for model A.
+/// pair it counts against, the side stored for model A and the model pair's comparison
+/// counter the database gave it.
 async fn store_pick(
     db: &Db,
     participant_id: Uuid,
     study_id: Uuid,
     id: Uuid,
     pick: &Pick,
-) -> Result<(Stored, Option<(Uuid, bool)>), StudyError> {
+) -> Result<(Stored, Option<(Uuid, bool, Option<i64>)>), StudyError> {
     Ok(match pick {
         Pick::Pair {
             pair_id,
@@ -321,7 +327,7 @@ async fn store_pick(
             } else {
                 (*right_image, *left_image)
             };
-            let (stored, actual) = q::insert_pair_assignment(
+            let (stored, actual, counter) = q::insert_pair_assignment(
                 &db.relaxed,
                 id,
                 participant_id,
@@ -333,7 +339,7 @@ async fn store_pick(
                 image_b,
             )
             .await?;
-            (stored, Some((*pair_id, actual)))
+            (stored, Some((*pair_id, actual, counter)))
         }
         Pick::Gold {
             prompt_id,

@@ -15,11 +15,14 @@
 //!   less often (at random when even); the server's database then decides from the model
 //!   pair's shared counter (blocks of two with opposite sides, the first drawn from a hash),
 //!   so processes sharing a database keep one side balance;
-//! - one balance for every process: each plan re-reads the counts from the database (votes
-//!   and side counts per pair, open assignments) when they are older than a few
-//!   milliseconds — 2 ms plus 20 µs per pair, so a re-read (a scan of the pairs) costs a
-//!   small share of the time between them — and counts its own picks in between, so
-//!   several `serve` processes on one database balance together;
+//! - one balance for every process: once a plan sees another process issue comparisons in
+//!   its study (a model pair's shared counter, returned by each insert, is ahead of what
+//!   this process issued), it re-reads the counts from the database (votes and side counts
+//!   per pair, open assignments) when they are older than a few milliseconds — 2 ms plus
+//!   20 µs per pair, so a re-read (a scan of the pairs) costs a small share of the time
+//!   between them — and counts its own picks in between, so several `serve` processes on
+//!   one database balance together. A process alone on its study never re-reads: its own
+//!   counts are exact;
 //! - under adaptive allocation the model pair comes from `allocation::choose_model_pair`
 //!   (the rules above then pick the prompt and sides within it); otherwise, and for its
 //!   exploration share, fewest-first as above.
@@ -82,6 +85,12 @@ pub struct StudyPlan {
     /// This process's own picks that a re-read may not show yet: still being stored, or
     /// stored after the re-read was sent. A re-read keeps counting them.
     own: HashMap<Uuid, OwnPick>,
+    /// Per model pair: its comparison counter when the plan was read, and this process's
+    /// picks since. A counter beyond both means another process issues comparisons too.
+    counter_base: Vec<Option<i64>>,
+    own_picks: Vec<i64>,
+    /// Another process shares this study: re-read the counts (see [`sync_every`]).
+    pub shared: bool,
 }
 
 /// A pick of this process, by assignment id: its pair, model A's side, when it was picked
@@ -201,6 +210,9 @@ impl StudyPlan {
     /// Whether the counts are older than [`sync_every`]; marks them fresh, so that of
     /// several concurrent requests one re-reads them.
     pub fn claim_sync(&mut self, now: Instant) -> bool {
+        if !self.shared {
+            return false;
+        }
         match self.synced_at {
             Some(at) if now.saturating_duration_since(at) < sync_every(self.pairs.len()) => false,
             _ => {
@@ -267,9 +279,46 @@ impl StudyPlan {
         }
     }
 
+    /// The comparison counters of the model pairs (id, value) as the plan was read.
+    pub fn with_counters(mut self, counters: &[(Uuid, i64)]) -> StudyPlan {
+        self.counter_base = vec![None; self.model_pair_ids.len()];
+        self.own_picks = vec![0; self.model_pair_ids.len()];
+        for (id, value) in counters {
+            if let Some(mp) = self.model_pair_ids.iter().position(|m| m == id) {
+                self.counter_base[mp] = Some(*value);
+            }
+        }
+        self
+    }
+
+    /// A comparison of this process got number `k` from its model pair's counter. Without
+    /// other processes every number is below the counter at load plus this process's picks
+    /// since (failed inserts take no number); one beyond means someone else issues too.
+    pub fn counter_seen(&mut self, pair_id: Uuid, k: i64) {
+        let Some(&i) = self.pair_index.get(&pair_id) else {
+            return;
+        };
+        let mp = self.pairs[i].model_pair;
+        match (
+            self.counter_base.get(mp).copied().flatten(),
+            self.own_picks.get(mp),
+        ) {
+            (Some(base), Some(&picks)) if k < base + picks => {}
+            _ => {
+                if !self.shared {
+                    tracing::info!("another process issues comparisons in this study: balancing through the database");
+                }
+                self.shared = true;
+            }
+        }
+    }
+
     /// Remembers the pick just made as assignment `id` until a re-read shows it.
     pub fn track_pick(&mut self, id: Uuid, pair_id: Uuid, a_left: bool) {
         if let Some(&pair) = self.pair_index.get(&pair_id) {
+            if let Some(n) = self.own_picks.get_mut(self.pairs[pair].model_pair) {
+                *n += 1;
+            }
             let picked_at = Instant::now();
             self.own.insert(
                 id,
