@@ -22,24 +22,30 @@ use crate::web::state::AppState;
 use crate::web::uploads::{receive, resolve_in_roots, unpack_images_zip, Upload};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/studies/{slug}/prompts", web::get().to(prompts_page))
-        .route(
-            "/admin/studies/{slug}/prompts",
-            web::post().to(import_prompts_form),
-        )
-        .route("/admin/studies/{slug}/images", web::get().to(images_page))
-        .route(
-            "/admin/studies/{slug}/images",
-            web::post().to(import_images_form),
-        )
-        .route(
-            "/admin/studies/{slug}/prompts/upload",
-            web::post().to(upload_prompts),
-        )
-        .route(
-            "/admin/studies/{slug}/images/upload",
-            web::post().to(upload_images),
-        );
+    cfg.route(
+        "/admin/studies/{slug}/prompts",
+        web::get().to(content_page::<PromptsPage>),
+    )
+    .route(
+        "/admin/studies/{slug}/prompts",
+        web::post().to(import_prompts_form),
+    )
+    .route(
+        "/admin/studies/{slug}/images",
+        web::get().to(content_page::<ImagesPage>),
+    )
+    .route(
+        "/admin/studies/{slug}/images",
+        web::post().to(import_images_form),
+    )
+    .route(
+        "/admin/studies/{slug}/prompts/upload",
+        web::post().to(upload_prompts),
+    )
+    .route(
+        "/admin/studies/{slug}/images/upload",
+        web::post().to(upload_images),
+    );
 }
 
 /// The form, checked: CSRF first (the file is already in the temporary folder, which goes
@@ -78,7 +84,7 @@ async fn upload_prompts(
         Ok(upload) => prompts_from(&state, &study, &upload).await,
         Err(e) => Err(e),
     };
-    prompts_outcome_page(&admin, study, result)
+    outcome_page::<PromptsPage>(&admin, study, result.map(|c| prompts_summary(&c)))
 }
 
 async fn prompts_from(
@@ -112,19 +118,7 @@ async fn upload_images(
         Ok(upload) => images_from(&state, &study, upload).await,
         Err(e) => Err(e),
     };
-    let (status, error, flash) = import_outcome(result.map(|c| {
-        format!(
-            "Imported {} new images ({} were already there); the study has {} candidate pairs.",
-            c.images_added, c.images_existing, c.pairs_total
-        )
-    }))?;
-    let page = ImagesPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error,
-        flash,
-    };
-    Ok(html_with_status(status, page)?)
+    outcome_page::<ImagesPage>(&admin, study, result.map(|c| images_summary(&c)))
 }
 
 async fn images_from(
@@ -157,27 +151,91 @@ async fn images_from(
     result
 }
 
+/// The two content pages, prompts and images, show the same things: the study, the import
+/// forms, and what the last import did or why it failed.
+trait ContentPage: Template + Sized {
+    fn new(csrf: String, study: Study, error: Option<String>, flash: Option<String>) -> Self;
+}
+
 #[derive(Template)]
 #[template(path = "admin/prompts.html")]
 struct PromptsPage {
-    pub csrf: String,
-    pub study: Study,
-    pub error: Option<String>,
-    pub flash: Option<String>,
+    csrf: String,
+    study: Study,
+    error: Option<String>,
+    flash: Option<String>,
 }
 
-async fn prompts_page(
+#[derive(Template)]
+#[template(path = "admin/images.html")]
+struct ImagesPage {
+    csrf: String,
+    study: Study,
+    error: Option<String>,
+    flash: Option<String>,
+}
+
+impl ContentPage for PromptsPage {
+    fn new(csrf: String, study: Study, error: Option<String>, flash: Option<String>) -> Self {
+        PromptsPage {
+            csrf,
+            study,
+            error,
+            flash,
+        }
+    }
+}
+
+impl ContentPage for ImagesPage {
+    fn new(csrf: String, study: Study, error: Option<String>, flash: Option<String>) -> Self {
+        ImagesPage {
+            csrf,
+            study,
+            error,
+            flash,
+        }
+    }
+}
+
+async fn content_page<P: ContentPage>(
     admin: Admin,
     state: web::Data<AppState>,
     slug: extract::Path<String>,
 ) -> Result<HttpResponse, AdminError> {
     let study = studies::by_slug(&state.db.pool, &slug).await?;
-    Ok(html(PromptsPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error: None,
-        flash: None,
-    })?)
+    Ok(html(P::new(csrf_token(&admin.session), study, None, None))?)
+}
+
+/// The page again with what an import did (200), or what was wrong with the input (422,
+/// the form again with the message). Faults that are not the input's become error pages.
+fn outcome_page<P: ContentPage>(
+    admin: &Admin,
+    study: Study,
+    result: Result<String, StudyError>,
+) -> Result<HttpResponse, AdminError> {
+    let (status, error, flash) = match result {
+        Ok(summary) => (StatusCode::OK, None, Some(summary)),
+        Err(e @ (StudyError::Import(_) | StudyError::Invalid { .. } | StudyError::Conflict(_))) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let page = P::new(csrf_token(&admin.session), study, error, flash);
+    Ok(html_with_status(status, page)?)
+}
+
+fn prompts_summary(count: &crate::study::prompts::ImportCount) -> String {
+    format!(
+        "Imported {} new prompts ({} were already there).",
+        count.added, count.existing
+    )
+}
+
+fn images_summary(c: &crate::study::images::ImageImportCount) -> String {
+    format!(
+        "Imported {} new images ({} were already there); the study has {} candidate pairs.",
+        c.images_added, c.images_existing, c.pairs_total
+    )
 }
 
 #[derive(Deserialize)]
@@ -205,51 +263,7 @@ async fn import_prompts_form(
         Ok(prompts) => import_prompts(&state.db, &study, &prompts).await,
         Err(e) => Err(e),
     };
-    prompts_outcome_page(&admin, study, result)
-}
-
-/// The prompts page again with what a paste or an upload imported, or why it failed.
-fn prompts_outcome_page(
-    admin: &Admin,
-    study: Study,
-    result: Result<crate::study::prompts::ImportCount, StudyError>,
-) -> Result<HttpResponse, AdminError> {
-    let (status, error, flash) = import_outcome(result.map(|count| {
-        format!(
-            "Imported {} new prompts ({} were already there).",
-            count.added, count.existing
-        )
-    }))?;
-    let page = PromptsPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error,
-        flash,
-    };
-    Ok(html_with_status(status, page)?)
-}
-
-#[derive(Template)]
-#[template(path = "admin/images.html")]
-struct ImagesPage {
-    pub csrf: String,
-    pub study: Study,
-    pub error: Option<String>,
-    pub flash: Option<String>,
-}
-
-async fn images_page(
-    admin: Admin,
-    state: web::Data<AppState>,
-    slug: extract::Path<String>,
-) -> Result<HttpResponse, AdminError> {
-    let study = studies::by_slug(&state.db.pool, &slug).await?;
-    Ok(html(ImagesPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error: None,
-        flash: None,
-    })?)
+    outcome_page::<PromptsPage>(&admin, study, result.map(|c| prompts_summary(&c)))
 }
 
 #[derive(Deserialize)]
@@ -282,31 +296,5 @@ async fn import_images_form(
         }
         Err(refused) => Err(StudyError::Import(refused.0)),
     };
-    let (status, error, flash) = import_outcome(result.map(|c| {
-        format!(
-            "Imported {} new images ({} were already there); the study has {} candidate pairs.",
-            c.images_added, c.images_existing, c.pairs_total
-        )
-    }))?;
-    let page = ImagesPage {
-        csrf: csrf_token(&admin.session),
-        study,
-        error,
-        flash,
-    };
-    Ok(html_with_status(status, page)?)
-}
-
-/// What an import form shows next: the summary (200), or what was wrong with the input (422,
-/// the form again with the message). Faults that are not the input's become error pages.
-fn import_outcome(
-    result: Result<String, StudyError>,
-) -> Result<(StatusCode, Option<String>, Option<String>), AdminError> {
-    match result {
-        Ok(summary) => Ok((StatusCode::OK, None, Some(summary))),
-        Err(e @ (StudyError::Import(_) | StudyError::Invalid { .. } | StudyError::Conflict(_))) => {
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, Some(e.to_string()), None))
-        }
-        Err(e) => Err(e.into()),
-    }
+    outcome_page::<ImagesPage>(&admin, study, result.map(|c| images_summary(&c)))
 }
