@@ -344,6 +344,11 @@ impl StudyPlan {
                 }
                 own.stored_at = Some(Instant::now());
             }
+            // Alone on the study no re-read will come to settle it: forget it now, or the
+            // map would grow with every comparison this process ever issued.
+            if !self.shared {
+                self.own.remove(&assignment);
+            }
             self.open.insert(assignment, (i, a_left));
             self.open_order.push_back((at, assignment));
         }

@@ -186,11 +186,14 @@ fn re_reads_start_when_another_process_issues_comparisons() {
         else {
             panic!("expected a pair");
         };
-        plan.track_pick(Uuid::new_v4(), pair_id, a_left);
+        let id = Uuid::new_v4();
+        plan.track_pick(id, pair_id, a_left);
         let mp = plan.pairs[plan.pair_index[&pair_id]].model_pair;
         let mine = 10 + plan.own_picks[mp] - 1;
+        plan.opened(id, pair_id, a_left, Instant::now());
         plan.counter_seen(pair_id, mine);
         assert!(!plan.shared, "pick {k}: own numbers only");
+        assert!(plan.own.is_empty(), "alone, stored picks are not kept");
         assert!(!plan.claim_sync(later), "alone: no re-read");
     }
     let pair_id = plan.pairs[0].id;
