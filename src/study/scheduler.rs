@@ -21,8 +21,7 @@
 //!   per pair, open assignments) when they are older than a few milliseconds — 2 ms plus
 //!   20 µs per pair, so a re-read (a scan of the pairs) costs a small share of the time
 //!   between them — and counts its own picks in between, so several `serve` processes on
-//!   one database balance together. A process alone on its study never re-reads: its own
-//!   counts are exact;
+//!   one database balance together. Alone on its study, a process never re-reads;
 //! - under adaptive allocation the model pair comes from `allocation::choose_model_pair`
 //!   (the rules above then pick the prompt and sides within it); otherwise, and for its
 //!   exploration share, fewest-first as above.
