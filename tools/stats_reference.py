@@ -6,7 +6,8 @@ Writes, for each synthetic data set, `tests/fixtures/stats/<name>.csv` (the vote
 (tests/stats/reference.rs) read both; CI does not need Python.
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install scipy statsmodels krippendorff numpy
-    /tmp/venv/bin/python tools/stats_reference.py
+    /tmp/venv/bin/python tools/stats_reference.py         # every fixture
+    /tmp/venv/bin/python tools/stats_reference.py tails   # only tails.expected.json
 
 Sources of truth:
   p-values           scipy.stats.binomtest(k, n, 0.5).pvalue (two-sided)
@@ -534,8 +535,58 @@ def expected(rows, alpha, exclude_failed=False, bootstrap=None):
     )
 
 
+# ---------------------------------------------------------------- far tails
+
+# (k, n, p) for the exact binomial test: p-values from 1e-300 to 1 and n up to 1,000,000,
+# where a library's incomplete beta function shows its accuracy (issue: statrs vs hand-written).
+TAIL_TESTS = [
+    (0, 200, 0.5), (3, 200, 0.5), (10, 400, 0.5), (100, 1000, 0.5), (0, 996, 0.5),
+    (40, 1000, 0.5), (960, 1000, 0.5), (4_000, 10_000, 0.5), (48_000, 100_000, 0.5),
+    (45_000, 100_000, 0.5), (55_000, 100_000, 0.5), (50_400, 100_000, 0.5),
+    (499_000, 1_000_000, 0.5), (500_700, 1_000_000, 0.5), (492_250, 1_000_000, 0.5),
+    (484_850, 1_000_000, 0.5), (515_000, 1_000_000, 0.5), (480_000, 1_000_000, 0.5),
+    (1, 50, 0.3), (30, 50, 0.3), (3_000, 10_000, 0.27),
+]
+# (k, n, alpha) for the Clopper-Pearson and Wilson intervals.
+TAIL_INTERVALS = [
+    (0, 1_000_000, 0.05), (1, 1_000_000, 0.05), (999_999, 1_000_000, 0.05),
+    (492_250, 1_000_000, 0.05), (500_000, 1_000_000, 1e-10), (1, 200, 1e-10),
+    (3, 10, 0.05), (199, 200, 0.001), (48_000, 100_000, 0.01), (7, 1_000_000, 1e-6),
+]
+TAIL_QUANTILES = [1e-300, 1e-50, 1e-10, 0.025, 0.2, 0.8, 0.975, 1 - 1e-12]
+TAIL_POWER = [(0.51, 0.05, 0.8), (0.6, 0.001, 0.9), (0.45, 1e-8, 0.99), (0.999, 0.05, 0.5)]
+TAIL_LN_BETA = [(1.0, 1.0), (11.0, 3.0), (492_251.0, 507_751.0), (1.0, 1_000_001.0), (0.5, 0.5)]
+
+
+def tails():
+    def ci(method, k, n, alpha):
+        lo, hi = proportion_confint(k, n, alpha=alpha, method=method)
+        return [float(lo), float(hi)]
+
+    def power_n(p1, alpha, power):
+        za = stats.norm.isf(alpha / 2)
+        zb = stats.norm.ppf(power)
+        n = ((za * 0.5 + zb * math.sqrt(p1 * (1 - p1))) / (p1 - 0.5)) ** 2
+        return int(math.ceil(n - 1e-9))
+
+    return dict(
+        binomtest=[dict(k=k, n=n, p=p, pvalue=float(stats.binomtest(k, n, p).pvalue))
+                   for k, n, p in TAIL_TESTS],
+        intervals=[dict(k=k, n=n, alpha=a, wilson=ci("wilson", k, n, a), beta=ci("beta", k, n, a))
+                   for k, n, a in TAIL_INTERVALS],
+        norm_ppf=[dict(p=p, x=float(stats.norm.ppf(p))) for p in TAIL_QUANTILES],
+        power=[dict(p1=p1, alpha=a, power=pw, n=power_n(p1, a, pw)) for p1, a, pw in TAIL_POWER],
+        ln_beta=[dict(a=a, b=b, value=float(special.betaln(a, b))) for a, b in TAIL_LN_BETA],
+    )
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "tails.expected.json"), "w") as f:
+        json.dump(tails(), f, indent=1, sort_keys=True)
+    print("tails: far-tail values", file=sys.stderr)
+    if sys.argv[1:] == ["tails"]:
+        return  # only the far-tail file; the data sets' fixtures stay as they are
     header = ["participant_id", "prompt_id", "model_left", "model_right", "choice",
               "category", "gold", "response_ms", "created_at"]
     for name, (rows, alpha) in datasets().items():

@@ -4,7 +4,7 @@
 //! looks after every vote and stops as soon as the answer is clear (Ville's inequality:
 //! under p = 1/2 the chance that the likelihood ratio ever reaches 1/alpha is at most alpha).
 
-use super::special::ln_beta;
+use statrs::function::beta::ln_beta;
 
 /// ln Λ for `s` wins of A and `f` of B: Λ = B(s+1, f+1) · 2^(s+f).
 pub fn ln_mixture_lr(s: u64, f: u64) -> f64 {

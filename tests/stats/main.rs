@@ -10,4 +10,5 @@ mod live;
 mod reference;
 mod report;
 mod simulate;
+mod tails;
 mod votes_csv;
