@@ -6,7 +6,7 @@
 #   tools/build-cuda.sh                  # CUDA_COMPUTE_CAP=80 tools/build-cuda.sh for A100
 #
 # At run time the binary needs the NVIDIA driver (libcuda.so.1; driver >= 580 for CUDA 13.0)
-# and libcublas.so.13, libcublasLt.so.13, libcurand.so.10, libnvrtc.so.13 on the loader's
+# and libcublas.so.13 (with libcublasLt.so.13), libcurand.so.10, libcudart.so.13 on the loader's
 # path: docs/engine.md ("The CUDA build") says where to find them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
