@@ -255,9 +255,11 @@ async fn metrics_page(
             .content_type("text/plain; charset=utf-8")
             .body("metrics need a bearer token (metrics_token) or the metrics_bind address\n");
     }
+    let mut body = state.metrics.render();
+    crate::web::metrics::render_scheduler(&mut body, state.scheduler.rereads());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(body)
 }
 
 /// The join endpoint takes JSON (or nothing): a `text/plain` or form POST is what another

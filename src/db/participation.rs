@@ -2,6 +2,7 @@
 //! one statement, so a vote cycle costs three round trips.
 
 use super::DbError;
+use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
@@ -206,9 +207,10 @@ pub async fn insert_assignment(
 /// the model pair's `sides` counter (one for every process on the database) numbers its
 /// comparisons, and in each block of two consecutive ones model A is once on the left and
 /// once on the right, the first side drawn from a hash of the model pair and the block (not
-/// guessable without the pair's random id). Returns whether model A went to the left, and
-/// the counter's value this comparison took (its number among the model pair's comparisons
-/// by every process: a scheduler sees from it whether others share the study).
+/// guessable without the pair's random id). Marks the model pair as last issued by
+/// `issuer` (this process). Returns whether model A went to the left, and whether another
+/// process had issued this model pair's previous comparison at or after `since` (when this
+/// process read its plan): then the study is shared.
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_pair_assignment(
     pool: &PgPool,
@@ -218,18 +220,21 @@ pub async fn insert_pair_assignment(
     pair_id: Uuid,
     prompt_id: Uuid,
     model_pair_id: Uuid,
-    image_a: Uuid,
-    image_b: Uuid,
-) -> Result<(Stored, bool, Option<i64>), DbError> {
-    let result: Result<(bool, i64), sqlx::Error> = sqlx::query_as(
-        "WITH n AS (UPDATE model_pairs SET sides = sides + 1 WHERE id = $6 RETURNING sides - 1 AS k), \
+    (image_a, image_b): (Uuid, Uuid),
+    issuer: Uuid,
+    since: DateTime<Utc>,
+) -> Result<(Stored, bool, bool), DbError> {
+    let result: Result<(bool, bool), sqlx::Error> = sqlx::query_as(
+        "WITH prev AS (SELECT last_issuer <> $9 AND last_issued_at >= $10 AS other FROM model_pairs WHERE id = $6), \
+         n AS (UPDATE model_pairs SET sides = sides + 1, last_issuer = $9, last_issued_at = now() \
+               WHERE id = $6 RETURNING sides - 1 AS k), \
          side AS (SELECT (get_byte(decode(md5($6::text || ':' || (k / 2)::text), 'hex'), 0) % 2 = 1) \
                          <> (k % 2 = 1) AS a_left FROM n) \
          INSERT INTO assignments (id, participant_id, study_id, pair_id, prompt_id, model_pair_id, \
            left_image, right_image, gold, gold_broken_side) \
          SELECT $1, $2, $3, $4, $5, $6, CASE WHEN side.a_left THEN $7 ELSE $8 END, \
            CASE WHEN side.a_left THEN $8 ELSE $7 END, FALSE, NULL FROM side \
-         RETURNING left_image = $7, (SELECT k FROM n)",
+         RETURNING left_image = $7, COALESCE((SELECT other FROM prev), FALSE)",
     )
     .bind(id)
     .bind(participant_id)
@@ -239,15 +244,17 @@ pub async fn insert_pair_assignment(
     .bind(model_pair_id)
     .bind(image_a)
     .bind(image_b)
+    .bind(issuer)
+    .bind(since)
     .fetch_one(pool)
     .await;
     match result {
-        Ok((a_left, k)) => Ok((Stored::Stored, a_left, Some(k))),
+        Ok((a_left, other)) => Ok((Stored::Stored, a_left, other)),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             if e.constraint() == Some("assignments_one_open") {
-                Ok((Stored::AlreadyOpen, false, None))
+                Ok((Stored::AlreadyOpen, false, false))
             } else {
-                Ok((Stored::Seen, false, None))
+                Ok((Stored::Seen, false, false))
             }
         }
         Err(e) => Err(e.into()),
@@ -449,13 +456,18 @@ pub async fn load_counts(pool: &PgPool, study_id: Uuid) -> Result<Counts, DbErro
 /// study's timeout), those open assignments, and the images usable for gold checks.
 pub struct PlanRows {
     pub pairs: Vec<PairRow>,
-    /// Each model pair's comparison counter (`model_pairs.sides`) when the plan was read.
-    pub sides: Vec<(Uuid, i64)>,
+    /// The database's clock when the plan was read: comparisons another process issues
+    /// from then on show that the study is shared.
+    pub loaded_at: DateTime<Utc>,
     pub open: Vec<OpenRow>,
     pub gold: Vec<(Uuid, Uuid, String)>,
 }
 
 pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, DbError> {
+    // Before the counts: a comparison stored after this instant may be missing from them.
+    let loaded_at: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(pool)
+        .await?;
     #[derive(FromRow)]
     struct Row {
         id: Uuid,
@@ -503,13 +515,9 @@ pub async fn load_plan_rows(pool: &PgPool, study_id: Uuid) -> Result<PlanRows, D
             a_left: r.a_left.max(0) as u64,
         })
         .collect();
-    let sides = sqlx::query_as("SELECT id, sides FROM model_pairs WHERE study_id = $1")
-        .bind(study_id)
-        .fetch_all(pool)
-        .await?;
     Ok(PlanRows {
         pairs,
-        sides,
+        loaded_at,
         open,
         gold,
     })

@@ -10,6 +10,7 @@ pub mod export;
 pub mod images;
 pub mod input;
 pub mod participation;
+pub mod plans;
 pub mod prompts;
 pub mod scheduler;
 pub mod types;

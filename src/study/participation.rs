@@ -13,7 +13,8 @@ use crate::db::participation::Stored;
 use crate::db::{participation as q, studies, Db};
 
 use super::allocation;
-use super::scheduler::{lock, OpenAssignment, Pick, Scheduler, StudyPlan};
+use super::plans::{lock, Scheduler};
+use super::scheduler::{OpenAssignment, Pick, StudyPlan};
 use super::{Choice, ExternalIds, Study, StudyError, StudyStatus};
 
 /// The secret a participant's browser or client holds; only its hash is stored.
@@ -141,7 +142,7 @@ async fn plan_for(
             timeout,
         )
         .with_allocation(study.allocation, &outcomes)
-        .with_counters(&rows.sides),
+        .with_loaded_at(rows.loaded_at),
     ))
 }
 
@@ -160,6 +161,7 @@ fn open_assignments(rows: Vec<q::OpenRow>) -> Vec<OpenAssignment> {
 /// sharing the database balance together (one request per interval does it).
 async fn sync_counts(
     db: &Db,
+    scheduler: &Scheduler,
     plan: &std::sync::Mutex<StudyPlan>,
     study_id: Uuid,
 ) -> Result<(), StudyError> {
@@ -167,6 +169,7 @@ async fn sync_counts(
     if !lock(plan).claim_sync(sent) {
         return Ok(());
     }
+    scheduler.count_reread();
     let counts = q::load_counts(&db.pool, study_id).await?;
     lock(plan).sync(sent, &counts.votes, open_assignments(counts.open));
     Ok(())
@@ -224,7 +227,7 @@ pub async fn next(
             Some(p) => std::sync::Arc::clone(p),
             None => {
                 let p = plan_for(db, scheduler, &study, study.pairs_version).await?;
-                sync_counts(db, &p, study.id).await?;
+                sync_counts(db, scheduler, &p, study.id).await?;
                 plan = Some(std::sync::Arc::clone(&p));
                 p
             }
@@ -256,20 +259,22 @@ pub async fn next(
             (pick, prompt)
         };
         let issued_at = Instant::now();
-        let (stored, pair) = match store_pick(db, state.participant_id, study.id, id, &pick).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                lock(&plan).unissue(id);
-                return Err(e);
-            }
-        };
+        let by = (scheduler.issuer(), lock(&plan).loaded_at);
+        let (stored, pair) =
+            match store_pick(db, state.participant_id, study.id, id, &pick, by).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    lock(&plan).unissue(id);
+                    return Err(e);
+                }
+            };
         match stored {
             Stored::Stored => {
-                if let Some((pair, actual, counter)) = pair {
+                if let Some((pair, actual, other)) = pair {
                     let mut plan = lock(&plan);
                     plan.opened(id, pair, actual, issued_at);
-                    if let Some(k) = counter {
-                        plan.counter_seen(pair, k);
+                    if other {
+                        plan.other_process_seen();
                     }
                 }
                 return Ok((
@@ -301,16 +306,17 @@ pub async fn next(
     Ok((study, next))
 }
 
-/// Stores the scheduler's pick as the participant's open assignment; for comparisons, the
-/// pair it counts against, the side stored for model A and the model pair's comparison
-/// counter the database gave it.
+/// Stores the scheduler's pick as the participant's open assignment, `by` this process
+/// (its issuer id, and when its plan was read); for comparisons, the pair it counts
+/// against, the side stored for model A and whether another process issues in the study.
 async fn store_pick(
     db: &Db,
     participant_id: Uuid,
     study_id: Uuid,
     id: Uuid,
     pick: &Pick,
-) -> Result<(Stored, Option<(Uuid, bool, Option<i64>)>), StudyError> {
+    by: (Uuid, chrono::DateTime<chrono::Utc>),
+) -> Result<(Stored, Option<(Uuid, bool, bool)>), StudyError> {
     Ok(match pick {
         Pick::Pair {
             pair_id,
@@ -327,7 +333,7 @@ async fn store_pick(
             } else {
                 (*right_image, *left_image)
             };
-            let (stored, actual, counter) = q::insert_pair_assignment(
+            let (stored, actual, other) = q::insert_pair_assignment(
                 &db.relaxed,
                 id,
                 participant_id,
@@ -335,11 +341,12 @@ async fn store_pick(
                 *pair_id,
                 *prompt_id,
                 *model_pair_id,
-                image_a,
-                image_b,
+                (image_a, image_b),
+                by.0,
+                by.1,
             )
             .await?;
-            (stored, Some((*pair_id, actual, counter)))
+            (stored, Some((*pair_id, actual, other)))
         }
         Pick::Gold {
             prompt_id,

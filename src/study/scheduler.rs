@@ -16,9 +16,9 @@
 //!   pair's shared counter (blocks of two with opposite sides, the first drawn from a hash),
 //!   so processes sharing a database keep one side balance;
 //! - one balance for every process: once a plan sees another process issue comparisons in
-//!   its study (a model pair's shared counter, returned by each insert, is ahead of what
-//!   this process issued), it re-reads the counts from the database (votes and side counts
-//!   per pair, open assignments) when they are older than a few milliseconds — 2 ms plus
+//!   its study (each insert marks its model pair with this process's id and says whether
+//!   another id marked it since the plan was read), it re-reads the counts (votes and side
+//!   counts per pair, open assignments) when they are older than a few milliseconds — 2 ms plus
 //!   20 µs per pair, so a re-read (a scan of the pairs) costs a small share of the time
 //!   between them — and counts its own picks in between, so several `serve` processes on
 //!   one database balance together. Alone on its study, a process never re-reads;
@@ -27,9 +27,9 @@
 //!   exploration share, fewest-first as above.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use uuid::Uuid;
 
@@ -84,10 +84,9 @@ pub struct StudyPlan {
     /// This process's own picks that a re-read may not show yet: still being stored, or
     /// stored after the re-read was sent. A re-read keeps counting them.
     own: HashMap<Uuid, OwnPick>,
-    /// Per model pair: its comparison counter when the plan was read, and this process's
-    /// picks since. A counter beyond both means another process issues comparisons too.
-    counter_base: Vec<Option<i64>>,
-    own_picks: Vec<i64>,
+    /// The database's clock when the plan was read: a comparison another process issued
+    /// since shows that the study is shared.
+    pub loaded_at: DateTime<Utc>,
     /// Another process shares this study: re-read the counts (see [`sync_every`]).
     pub shared: bool,
 }
@@ -278,46 +277,26 @@ impl StudyPlan {
         }
     }
 
-    /// The comparison counters of the model pairs (id, value) as the plan was read.
-    pub fn with_counters(mut self, counters: &[(Uuid, i64)]) -> StudyPlan {
-        self.counter_base = vec![None; self.model_pair_ids.len()];
-        self.own_picks = vec![0; self.model_pair_ids.len()];
-        for (id, value) in counters {
-            if let Some(mp) = self.model_pair_ids.iter().position(|m| m == id) {
-                self.counter_base[mp] = Some(*value);
-            }
-        }
+    /// When the plan was read, by the database's clock.
+    pub fn with_loaded_at(mut self, loaded_at: DateTime<Utc>) -> StudyPlan {
+        self.loaded_at = loaded_at;
         self
     }
 
-    /// A comparison of this process got number `k` from its model pair's counter. Without
-    /// other processes every number is below the counter at load plus this process's picks
-    /// since (failed inserts take no number); one beyond means someone else issues too.
-    pub fn counter_seen(&mut self, pair_id: Uuid, k: i64) {
-        let Some(&i) = self.pair_index.get(&pair_id) else {
-            return;
-        };
-        let mp = self.pairs[i].model_pair;
-        match (
-            self.counter_base.get(mp).copied().flatten(),
-            self.own_picks.get(mp),
-        ) {
-            (Some(base), Some(&picks)) if k < base + picks => {}
-            _ => {
-                if !self.shared {
-                    tracing::info!("another process issues comparisons in this study: balancing through the database");
-                }
-                self.shared = true;
-            }
+    /// A comparison stored by this process found that another process had issued one of
+    /// the study's comparisons since the plan was read: from now on the counts are re-read.
+    pub fn other_process_seen(&mut self) {
+        if !self.shared {
+            tracing::info!(
+                "another process issues comparisons in this study: balancing through the database"
+            );
         }
+        self.shared = true;
     }
 
     /// Remembers the pick just made as assignment `id` until a re-read shows it.
     pub fn track_pick(&mut self, id: Uuid, pair_id: Uuid, a_left: bool) {
         if let Some(&pair) = self.pair_index.get(&pair_id) {
-            if let Some(n) = self.own_picks.get_mut(self.pairs[pair].model_pair) {
-                *n += 1;
-            }
             let picked_at = Instant::now();
             self.own.insert(
                 id,
@@ -556,43 +535,6 @@ impl StudyPlan {
             }
         }
     }
-}
-
-/// The plans of all studies this process serves.
-#[derive(Debug, Default, Clone)]
-pub struct Scheduler {
-    plans: Arc<Mutex<HashMap<Uuid, Arc<Mutex<StudyPlan>>>>>,
-}
-
-impl Scheduler {
-    /// The plan for a study if it is loaded and current.
-    pub fn current(&self, study: Uuid, version: i64) -> Option<Arc<Mutex<StudyPlan>>> {
-        let plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        plans
-            .get(&study)
-            .filter(|p| lock(p).version == version)
-            .cloned()
-    }
-
-    pub fn install(&self, study: Uuid, plan: StudyPlan) -> Arc<Mutex<StudyPlan>> {
-        let plan = Arc::new(Mutex::new(plan));
-        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        plans.insert(study, plan.clone());
-        plan
-    }
-
-    pub fn get(&self, study: Uuid) -> Option<Arc<Mutex<StudyPlan>>> {
-        self.plans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&study)
-            .cloned()
-    }
-}
-
-/// Locks a plan; a panic elsewhere while holding it leaves counts that are still usable.
-pub fn lock(plan: &Mutex<StudyPlan>) -> std::sync::MutexGuard<'_, StudyPlan> {
-    plan.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

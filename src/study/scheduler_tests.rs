@@ -169,14 +169,11 @@ fn a_re_read_keeps_counting_picks_it_cannot_have_seen() {
     assert_eq!(plan.model_pair_counts().iter().sum::<u64>(), 2);
 }
 
-/// A process alone on its study never re-reads the counts; a comparison number from the
-/// shared counter that it did not hand out itself shows another process, and from then on
-/// it re-reads them.
+/// A process alone on its study never re-reads the counts (and keeps no stored picks); once
+/// a stored comparison shows another process issuing in the study, it re-reads them.
 #[test]
 fn re_reads_start_when_another_process_issues_comparisons() {
-    let plan = plan(3, 2);
-    let counters: Vec<(Uuid, i64)> = plan.model_pair_ids.iter().map(|id| (*id, 10)).collect();
-    let mut plan = plan.with_counters(&counters);
+    let mut plan = plan(3, 2);
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let later = Instant::now() + Duration::from_secs(1);
     for k in 0..4 {
@@ -188,17 +185,13 @@ fn re_reads_start_when_another_process_issues_comparisons() {
         };
         let id = Uuid::new_v4();
         plan.track_pick(id, pair_id, a_left);
-        let mp = plan.pairs[plan.pair_index[&pair_id]].model_pair;
-        let mine = 10 + plan.own_picks[mp] - 1;
         plan.opened(id, pair_id, a_left, Instant::now());
-        plan.counter_seen(pair_id, mine);
-        assert!(!plan.shared, "pick {k}: own numbers only");
+        assert!(!plan.shared, "pick {k}: alone");
         assert!(plan.own.is_empty(), "alone, stored picks are not kept");
         assert!(!plan.claim_sync(later), "alone: no re-read");
     }
-    let pair_id = plan.pairs[0].id;
-    let mp = plan.pairs[0].model_pair;
-    plan.counter_seen(pair_id, 10 + plan.own_picks[mp]);
+    plan.other_process_seen();
     assert!(plan.shared);
     assert!(plan.claim_sync(later), "shared: re-read when stale");
+    assert!(!plan.claim_sync(later), "one re-read per interval");
 }

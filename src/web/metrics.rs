@@ -99,6 +99,17 @@ impl Metrics {
 
 /// Compares a presented token with the configured one without an early exit, so response
 /// timing does not reveal how much of a guess was right.
+/// The scheduler's re-reads of the counts (see `study::scheduler`): zero while this process
+/// is alone on its studies, growing when it balances with other processes through the database.
+pub fn render_scheduler(out: &mut String, rereads: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP arenaxl_scheduler_rereads_total Re-reads of a study's counts because another process issues comparisons too."
+    );
+    let _ = writeln!(out, "# TYPE arenaxl_scheduler_rereads_total counter");
+    let _ = writeln!(out, "arenaxl_scheduler_rereads_total {rereads}");
+}
+
 pub fn same_secret(given: &str, expected: &str) -> bool {
     use sha2::{Digest, Sha256};
     // Hashing first makes the comparison length-independent too.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::study::images::ImageStore;
-use crate::study::scheduler::Scheduler;
+use crate::study::plans::Scheduler;
 
 use super::metrics::Metrics;
 use super::ratelimit::RateLimiter;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
-use crate::common::TestApp;
+use crate::common::{TestApp, METRICS_TOKEN};
 
 #[tokio::test]
 async fn pairs_prompts_and_sides_are_balanced_and_never_repeated() {
@@ -110,52 +110,12 @@ async fn three_servers_on_one_database_keep_one_balance() {
         app.spawn_peer().await,
     ];
     let client = reqwest::Client::new();
-    let participant = |p: usize| {
-        let client = client.clone();
-        let servers = servers.clone();
-        async move {
-            let pick = |k: usize| servers[(p * 7 + k * 5) % 3].clone();
-            let joined: serde_json::Value = client
-                .post(format!("{}/api/v1/studies/scale/participants", pick(0)))
-                .json(&serde_json::json!({ "external": { "PROLIFIC_PID": format!("S{p}") } }))
-                .send()
-                .await
-                .expect("join")
-                .json()
-                .await
-                .expect("token");
-            let token = joined["participant_token"]
-                .as_str()
-                .expect("token")
-                .to_string();
-            for k in 1..20 {
-                let next: serde_json::Value = client
-                    .get(format!("{}/api/v1/next", pick(2 * k)))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .expect("next")
-                    .json()
-                    .await
-                    .expect("json");
-                if next["done"] == true {
-                    return;
-                }
-                let id = next["assignment_id"].as_str().expect("assignment");
-                let resp = client
-                    .post(format!("{}/api/v1/assignments/{id}/vote", pick(2 * k + 1)))
-                    .bearer_auth(&token)
-                    .json(&serde_json::json!({ "choice": "left", "response_ms": 1500 }))
-                    .send()
-                    .await
-                    .expect("vote");
-                assert_eq!(resp.status().as_u16(), 200);
-            }
-        }
-    };
     // 90 participants, 15 at a time.
     for batch in 0..6 {
-        futures_util::future::join_all((0..15).map(|i| participant(batch * 15 + i))).await;
+        futures_util::future::join_all(
+            (0..15).map(|i| take_part(&client, "scale", &servers, batch * 15 + i)),
+        )
+        .await;
     }
     let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
         "SELECT a.model_pair_id, count(*), sum(CASE WHEN a.left_image = p.image_a THEN 1 ELSE -1 END) \
@@ -180,4 +140,91 @@ async fn three_servers_on_one_database_keep_one_balance() {
             "sides of model pair {mp} are off by {skew}"
         );
     }
+    // They found each other: the counts were re-read from the database.
+    let mut rereads = 0;
+    for server in &servers {
+        rereads += scheduler_rereads(&client, server).await;
+    }
+    assert!(
+        rereads > 0,
+        "three servers balanced without re-reading the counts"
+    );
+}
+
+/// A server alone on a study never re-reads its counts (its own are exact), even when its
+/// first requests arrive all at once: concurrent first loads of the plan once made it take
+/// its own comparisons for another process's and re-read every few milliseconds.
+#[tokio::test]
+async fn a_server_alone_never_rereads_the_counts() {
+    let app = TestApp::spawn().await;
+    app.ready_study("solo", 4, 0.0, 12, &["m1", "m2", "m3"])
+        .await;
+    let client = reqwest::Client::new();
+    let servers = [app.address.clone()];
+    futures_util::future::join_all((0..48).map(|p| take_part(&client, "solo", &servers, p))).await;
+    let votes: i64 = sqlx::query_scalar("SELECT count(*) FROM votes")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(votes, 48 * 4);
+    assert_eq!(scheduler_rereads(&client, &app.address).await, 0);
+}
+
+/// One participant of study `slug` joins and votes "left" until done, each request going
+/// to one of `servers` in turn (as a load balancer without sticky sessions would).
+async fn take_part(client: &reqwest::Client, slug: &str, servers: &[String], p: usize) {
+    let pick = |k: usize| servers[(p * 7 + k * 5) % servers.len()].clone();
+    let joined: serde_json::Value = client
+        .post(format!("{}/api/v1/studies/{slug}/participants", pick(0)))
+        .json(&serde_json::json!({ "external": { "PROLIFIC_PID": format!("S{p}") } }))
+        .send()
+        .await
+        .expect("join")
+        .json()
+        .await
+        .expect("token");
+    let token = joined["participant_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    for k in 1..20 {
+        let next: serde_json::Value = client
+            .get(format!("{}/api/v1/next", pick(2 * k)))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("next")
+            .json()
+            .await
+            .expect("json");
+        if next["done"] == true {
+            return;
+        }
+        let id = next["assignment_id"].as_str().expect("assignment");
+        let resp = client
+            .post(format!("{}/api/v1/assignments/{id}/vote", pick(2 * k + 1)))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "choice": "left", "response_ms": 1500 }))
+            .send()
+            .await
+            .expect("vote");
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+}
+
+/// `arenaxl_scheduler_rereads_total` from a server's `/metrics`.
+async fn scheduler_rereads(client: &reqwest::Client, server: &str) -> u64 {
+    let text = client
+        .get(format!("{server}/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    text.lines()
+        .find_map(|l| l.strip_prefix("arenaxl_scheduler_rereads_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no re-read counter in /metrics:\n{text}"))
 }

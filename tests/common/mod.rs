@@ -117,6 +117,7 @@ impl TestApp {
         let mut settings = Settings::new("127.0.0.1:0", self.data_dir.path()).expect("settings");
         settings.rate_limits = RateLimits::unlimited();
         settings.handle_signals = false;
+        settings.metrics_token = Some(METRICS_TOKEN.to_string());
         let database = Db::connect(self.admin_options.clone().database(&self.db_name))
             .await
             .expect("connect peer");
