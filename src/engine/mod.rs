@@ -4,6 +4,7 @@
 
 pub mod clip;
 pub mod config;
+pub mod conv;
 pub mod device;
 pub mod error;
 pub mod nn;

@@ -62,21 +62,6 @@ impl Module for LayerNorm {
     }
 }
 
-pub fn conv2d(
-    cin: usize,
-    cout: usize,
-    kernel: usize,
-    stride: usize,
-    vb: VarBuilder,
-) -> Result<candle_nn::Conv2d> {
-    let cfg = candle_nn::Conv2dConfig {
-        padding: kernel / 2,
-        stride,
-        ..Default::default()
-    };
-    candle_nn::conv2d(cin, cout, kernel, cfg, vb)
-}
-
 /// diffusers' `get_timestep_embedding`: sinusoidal features of (possibly fractional)
 /// timesteps, computed in f32.
 pub fn timestep_embedding(

@@ -4,10 +4,11 @@
 //! out complete random-weight checkpoints and count their parameters.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
+
+use crate::engine::conv::{conv2d, Conv2d};
 
 use super::config::VaeConfig;
-use super::nn::conv2d;
 use super::unet::resnet::{ResnetBlock2D, Upsample2D};
 
 /// Single-head spatial self-attention of the VAE mid block.

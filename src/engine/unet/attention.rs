@@ -2,9 +2,11 @@
 //! cross-attention to the text embedding, and a GEGLU feed-forward.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
 
-use crate::engine::nn::{conv2d, softmax_last_dim, Kernels, LayerNorm};
+use crate::engine::conv::{conv2d, Conv2d};
+
+use crate::engine::nn::{softmax_last_dim, Kernels, LayerNorm};
 
 #[derive(Debug, Clone)]
 pub struct Attention {

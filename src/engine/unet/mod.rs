@@ -9,13 +9,15 @@ pub mod resnet;
 use std::path::Path;
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
+
+use crate::engine::conv::{conv2d, Conv2d};
 
 use self::blocks::{record, Common, DownBlock, Features, MidBlock, UpBlock};
 use self::layout::{MidSpec, UNetLayout};
 use super::config::UNetConfig;
 use super::error::EngineError;
-use super::nn::{conv2d, timestep_embedding, Kernels};
+use super::nn::{timestep_embedding, Kernels};
 
 #[derive(Debug, Clone)]
 struct TimestepEmbedding {

@@ -1,9 +1,9 @@
 //! `ResnetBlock2D` with the "default" time-embedding norm, and the resamplers.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
 
-use crate::engine::nn::conv2d;
+use crate::engine::conv::{conv2d, Conv2d};
 
 #[derive(Debug, Clone)]
 pub struct ResnetBlock2D {

@@ -1,0 +1,229 @@
+//! 2-D convolution with a faster CPU inference path.
+//!
+//! candle's CPU convolution first copies the whole input to NHWC and the kernel to
+//! (out, kh·kw·in) on one thread, then gathers tiles of patches. For inference on f32 CPU
+//! tensors this module instead lays the patches out as (in·kh·kw, out_h·out_w) per image —
+//! every row of that matrix is a shifted copy of an input row, so filling it is a series of
+//! contiguous copies, spread over the threads — and multiplies the kernel, viewed as
+//! (out, in·kh·kw) without a copy, by it: the product is already NCHW. Anything that may
+//! need gradients (a tensor that tracks ops, as in distillation training), other devices
+//! and dtypes, and 1×1 kernels (already a single matmul in candle) keep candle's path.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+/// A convolution as diffusers configures it: square kernel, padding kernel/2, no groups.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    inner: candle_nn::Conv2d,
+}
+
+pub fn conv2d(
+    cin: usize,
+    cout: usize,
+    kernel: usize,
+    stride: usize,
+    vb: VarBuilder,
+) -> Result<Conv2d> {
+    let cfg = candle_nn::Conv2dConfig {
+        padding: kernel / 2,
+        stride,
+        ..Default::default()
+    };
+    Ok(Conv2d {
+        inner: candle_nn::conv2d(cin, cout, kernel, cfg, vb)?,
+    })
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.inner.weight();
+        let cfg = self.inner.config();
+        let (_, _, kh, kw) = w.dims4()?;
+        let fast = matches!(x.device(), Device::Cpu)
+            && x.dtype() == DType::F32
+            && w.dtype() == DType::F32
+            && !x.track_op()
+            && !w.track_op()
+            && cfg.groups == 1
+            && cfg.dilation == 1
+            && kh * kw > 1;
+        if !fast {
+            return self.inner.forward(x);
+        }
+        let out = conv2d_patches(&x.contiguous()?, &w.contiguous()?, cfg.padding, cfg.stride)?;
+        match self.inner.bias() {
+            Some(b) => out.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+            None => Ok(out),
+        }
+    }
+}
+
+/// The shape of one convolution: input (b, c, h, w), kernel (o, c, kh, kw).
+#[derive(Clone, Copy)]
+struct Geometry {
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    pad: usize,
+    stride: usize,
+    oh: usize,
+    ow: usize,
+}
+
+/// Convolution of contiguous f32 CPU tensors through the (c·kh·kw, oh·ow) patch matrix.
+fn conv2d_patches(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
+    let (b, c, h, wd) = x.dims4()?;
+    let (o, c_w, kh, kw) = w.dims4()?;
+    if c != c_w {
+        candle_core::bail!("conv2d: input has {c} channels, the kernel expects {c_w}");
+    }
+    let stride = stride.max(1);
+    if h + 2 * pad < kh || wd + 2 * pad < kw {
+        candle_core::bail!("conv2d: input {h}x{wd} is smaller than the kernel {kh}x{kw}");
+    }
+    let g = Geometry {
+        c,
+        h,
+        w: wd,
+        kh,
+        kw,
+        pad,
+        stride,
+        oh: (h + 2 * pad - kh) / stride + 1,
+        ow: (wd + 2 * pad - kw) / stride + 1,
+    };
+    let input = x.flatten_all()?.to_vec1::<f32>()?;
+    let k = c * kh * kw;
+    let n = g.oh * g.ow;
+    let mut cols = vec![0f32; b * k * n];
+    fill_patches(&input, &mut cols, b, g);
+    let cols = Tensor::from_vec(cols, (b, k, n), x.device())?;
+    let kernel = w.reshape((1, o, k))?.broadcast_as((b, o, k))?;
+    kernel.matmul(&cols)?.reshape((b, o, g.oh, g.ow))
+}
+
+/// Fills the patch matrices of `b` images: row (ci, ki, kj) of image bi holds, for every
+/// output pixel, the input value its kernel tap (ki, kj) reads in channel ci (0 in the
+/// padding). Work is split by (image, channel) over the threads candle uses.
+fn fill_patches(input: &[f32], cols: &mut [f32], b: usize, g: Geometry) {
+    let rows_per_channel = g.kh * g.kw * g.oh * g.ow;
+    let plane = g.h * g.w;
+    let jobs = b * g.c;
+    let threads = candle_core::utils::get_num_threads().clamp(1, jobs.max(1));
+    let per = jobs.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (t, chunk) in cols.chunks_mut(per * rows_per_channel).enumerate() {
+            s.spawn(move || {
+                for (j, dst) in chunk.chunks_mut(rows_per_channel).enumerate() {
+                    let job = t * per + j;
+                    let src = &input[job * plane..(job + 1) * plane];
+                    fill_channel(src, dst, g);
+                }
+            });
+        }
+    });
+}
+
+/// The kh·kw rows of one channel's patch matrix.
+fn fill_channel(src: &[f32], dst: &mut [f32], g: Geometry) {
+    let n = g.oh * g.ow;
+    for ki in 0..g.kh {
+        for kj in 0..g.kw {
+            let row = &mut dst[(ki * g.kw + kj) * n..(ki * g.kw + kj + 1) * n];
+            for oy in 0..g.oh {
+                let out = &mut row[oy * g.ow..(oy + 1) * g.ow];
+                // Input row read by this tap, if inside the image.
+                let iy = (oy * g.stride + ki) as isize - g.pad as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    out.fill(0.0);
+                    continue;
+                }
+                let line = &src[iy as usize * g.w..(iy as usize + 1) * g.w];
+                if g.stride == 1 {
+                    // Output x reads input x + kj - pad: one shifted copy, zeros at the ends.
+                    let shift = kj as isize - g.pad as isize;
+                    let first = (-shift).max(0) as usize;
+                    let last =
+                        ((g.w as isize - shift).min(g.ow as isize)).max(first as isize) as usize;
+                    out[..first].fill(0.0);
+                    out[last..].fill(0.0);
+                    let from = (first as isize + shift) as usize;
+                    out[first..last].copy_from_slice(&line[from..from + (last - first)]);
+                } else {
+                    for (ox, v) in out.iter_mut().enumerate() {
+                        let ix = (ox * g.stride + kj) as isize - g.pad as isize;
+                        *v = if ix < 0 || ix >= g.w as isize {
+                            0.0
+                        } else {
+                            line[ix as usize]
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The patch path against candle's own convolution: 3×3 and 4×4 kernels, strides 1 and
+    /// 2, padding, odd sizes, bias, batch 2.
+    #[test]
+    fn matches_candles_convolution() -> Result<()> {
+        let dev = Device::Cpu;
+        for (c, o, h, w, k, stride) in [
+            (3, 5, 7, 9, 3, 1),
+            (4, 6, 8, 8, 3, 2),
+            (2, 3, 6, 5, 4, 1),
+            (3, 2, 9, 7, 3, 2),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (2, c, h, w), &dev)?;
+            let weight = Tensor::randn(0f32, 1.0, (o, c, k, k), &dev)?;
+            let bias = Tensor::randn(0f32, 1.0, o, &dev)?;
+            let cfg = candle_nn::Conv2dConfig {
+                padding: k / 2,
+                stride,
+                ..Default::default()
+            };
+            let conv = Conv2d {
+                inner: candle_nn::Conv2d::new(weight, Some(bias), cfg),
+            };
+            let fast = conv.forward(&x)?;
+            let reference = conv.inner.forward(&x)?;
+            assert_eq!(
+                fast.dims(),
+                reference.dims(),
+                "c{c} o{o} {h}x{w} k{k} s{stride}"
+            );
+            let diff = (fast - reference)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            assert!(
+                diff < 1e-4,
+                "c{c} o{o} {h}x{w} k{k} s{stride}: max diff {diff}"
+            );
+        }
+        Ok(())
+    }
+
+    /// A tensor that tracks gradients takes candle's path, so training still gets them.
+    #[test]
+    fn gradients_flow_through_candles_path() -> Result<()> {
+        let dev = Device::Cpu;
+        let weight = candle_core::Var::randn(0f32, 1.0, (2, 3, 3, 3), &dev)?;
+        let conv = Conv2d {
+            inner: candle_nn::Conv2d::new(weight.as_tensor().clone(), None, Default::default()),
+        };
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 5, 5), &dev)?;
+        let grads = conv.forward(&x)?.sum_all()?.backward()?;
+        assert!(grads.get(weight.as_tensor()).is_some());
+        Ok(())
+    }
+}
