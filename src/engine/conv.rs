@@ -112,6 +112,9 @@ fn fill_patches(input: &[f32], cols: &mut [f32], b: usize, g: Geometry) {
     let rows_per_channel = g.kh * g.kw * g.oh * g.ow;
     let plane = g.h * g.w;
     let jobs = b * g.c;
+    if jobs == 0 || rows_per_channel == 0 {
+        return;
+    }
     let threads = candle_core::utils::get_num_threads().clamp(1, jobs.max(1));
     let per = jobs.div_ceil(threads);
     std::thread::scope(|s| {
