@@ -239,7 +239,7 @@ pub async fn next(
             .zip(state.seen_model_pairs.iter().copied())
             .collect();
         let id = Uuid::new_v4();
-        let (pick, prompt) = {
+        let (pick, prompt, loaded_at) = {
             let mut plan = lock(&plan);
             // The setting can change while the plan stays loaded: take it from the study.
             plan.allocation = study.allocation;
@@ -256,10 +256,10 @@ pub async fn next(
                 plan.track_pick(id, *pair_id, *a_left);
             }
             let prompt = plan.prompt_text(prompt_id).unwrap_or_default().to_string();
-            (pick, prompt)
+            (pick, prompt, plan.loaded_at)
         };
         let issued_at = Instant::now();
-        let by = (scheduler.issuer(), lock(&plan).loaded_at);
+        let by = (scheduler.issuer(), loaded_at);
         let (stored, pair) =
             match store_pick(db, state.participant_id, study.id, id, &pick, by).await {
                 Ok(stored) => stored,

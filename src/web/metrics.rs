@@ -97,8 +97,6 @@ impl Metrics {
     }
 }
 
-/// Compares a presented token with the configured one without an early exit, so response
-/// timing does not reveal how much of a guess was right.
 /// The scheduler's re-reads of the counts (see `study::scheduler`): zero while this process
 /// is alone on its studies, growing when it balances with other processes through the database.
 pub fn render_scheduler(out: &mut String, rereads: u64) {
@@ -110,6 +108,8 @@ pub fn render_scheduler(out: &mut String, rereads: u64) {
     let _ = writeln!(out, "arenaxl_scheduler_rereads_total {rereads}");
 }
 
+/// Compares a presented token with the configured one without an early exit, so response
+/// timing does not reveal how much of a guess was right.
 pub fn same_secret(given: &str, expected: &str) -> bool {
     use sha2::{Digest, Sha256};
     // Hashing first makes the comparison length-independent too.
