@@ -247,11 +247,11 @@ def sequential_table(rows, alpha):
             for k, st in state.items()}
 
 
-def n_needed(p1, alpha):
+def n_needed(p1, alpha, power=POWER):
     if p1 == 0.5:
         return None
-    za = stats.norm.ppf(1 - alpha / 2)
-    zb = stats.norm.ppf(POWER)
+    za = stats.norm.isf(alpha / 2)
+    zb = stats.norm.ppf(power)
     n = ((za * 0.5 + zb * math.sqrt(p1 * (1 - p1))) / (p1 - 0.5)) ** 2
     return int(math.ceil(n - 1e-9))
 
@@ -563,19 +563,13 @@ def tails():
         lo, hi = proportion_confint(k, n, alpha=alpha, method=method)
         return [float(lo), float(hi)]
 
-    def power_n(p1, alpha, power):
-        za = stats.norm.isf(alpha / 2)
-        zb = stats.norm.ppf(power)
-        n = ((za * 0.5 + zb * math.sqrt(p1 * (1 - p1))) / (p1 - 0.5)) ** 2
-        return int(math.ceil(n - 1e-9))
-
     return dict(
         binomtest=[dict(k=k, n=n, p=p, pvalue=float(stats.binomtest(k, n, p).pvalue))
                    for k, n, p in TAIL_TESTS],
         intervals=[dict(k=k, n=n, alpha=a, wilson=ci("wilson", k, n, a), beta=ci("beta", k, n, a))
                    for k, n, a in TAIL_INTERVALS],
         norm_ppf=[dict(p=p, x=float(stats.norm.ppf(p))) for p in TAIL_QUANTILES],
-        power=[dict(p1=p1, alpha=a, power=pw, n=power_n(p1, a, pw)) for p1, a, pw in TAIL_POWER],
+        power=[dict(p1=p1, alpha=a, power=pw, n=n_needed(p1, a, pw)) for p1, a, pw in TAIL_POWER],
         ln_beta=[dict(a=a, b=b, value=float(special.betaln(a, b))) for a, b in TAIL_LN_BETA],
     )
 
