@@ -6,7 +6,7 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::ClipTextConfig;
-use super::nn::{softmax_last_dim, Kernels, LayerNorm};
+use super::nn::{linear, linear_no_bias, softmax_last_dim, Kernels, LayerNorm};
 
 #[derive(Debug, Clone, Copy)]
 enum Act {
@@ -31,10 +31,10 @@ impl SelfAttention {
     fn new(c: &ClipTextConfig, kernels: Kernels, vb: VarBuilder) -> Result<Self> {
         let h = c.hidden_size;
         Ok(Self {
-            q: candle_nn::linear(h, h, vb.pp("q_proj"))?,
-            k: candle_nn::linear(h, h, vb.pp("k_proj"))?,
-            v: candle_nn::linear(h, h, vb.pp("v_proj"))?,
-            out: candle_nn::linear(h, h, vb.pp("out_proj"))?,
+            q: linear(h, h, vb.pp("q_proj"))?,
+            k: linear(h, h, vb.pp("k_proj"))?,
+            v: linear(h, h, vb.pp("v_proj"))?,
+            out: linear(h, h, vb.pp("out_proj"))?,
             heads: c.num_attention_heads,
             scale: ((h / c.num_attention_heads) as f64).powf(-0.5),
             kernels,
@@ -136,8 +136,8 @@ impl ClipTextModel {
                 Ok(EncoderLayer {
                     attn: SelfAttention::new(c, kernels, l.pp("self_attn"))?,
                     ln1: LayerNorm::new(h, c.layer_norm_eps, kernels, l.pp("layer_norm1"))?,
-                    fc1: candle_nn::linear(h, c.intermediate_size, l.pp("mlp").pp("fc1"))?,
-                    fc2: candle_nn::linear(c.intermediate_size, h, l.pp("mlp").pp("fc2"))?,
+                    fc1: linear(h, c.intermediate_size, l.pp("mlp").pp("fc1"))?,
+                    fc2: linear(c.intermediate_size, h, l.pp("mlp").pp("fc2"))?,
                     ln2: LayerNorm::new(h, c.layer_norm_eps, kernels, l.pp("layer_norm2"))?,
                     act,
                 })
@@ -145,7 +145,7 @@ impl ClipTextModel {
             .collect::<Result<Vec<_>>>()?;
         let text_projection = if with_projection {
             let dim = c.projection_dim.unwrap_or(h);
-            Some(candle_nn::linear_no_bias(h, dim, vb.pp("text_projection"))?)
+            Some(linear_no_bias(h, dim, vb.pp("text_projection"))?)
         } else {
             None
         };

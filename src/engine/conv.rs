@@ -5,12 +5,16 @@
 //! tensors this module instead lays the patches out as (in·kh·kw, out_h·out_w) per image —
 //! every row of that matrix is a shifted copy of an input row, so filling it is a series of
 //! contiguous copies, spread over the threads — and multiplies the kernel, viewed as
-//! (out, in·kh·kw) without a copy, by it: the product is already NCHW. Anything that may
+//! (out, in·kh·kw) without a copy, by it, into an output that starts as the bias: the
+//! product is already NCHW. A 1×1 kernel multiplies the image itself. Anything that may
 //! need gradients (a tensor that tracks ops, as in distillation training), other devices
-//! and dtypes, and 1×1 kernels (already a single matmul in candle) keep candle's path.
+//! and dtypes keep candle's path.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+use super::kernels;
 
 /// A convolution as diffusers configures it: square kernel, padding kernel/2, no groups.
 #[derive(Debug, Clone)]
@@ -39,30 +43,30 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.inner.weight();
         let cfg = self.inner.config();
-        let (_, _, kh, kw) = w.dims4()?;
         let fast = matches!(x.device(), Device::Cpu)
             && x.dtype() == DType::F32
             && w.dtype() == DType::F32
             && !x.track_op()
             && !w.track_op()
             && cfg.groups == 1
-            && cfg.dilation == 1
-            && kh * kw > 1;
+            && cfg.dilation == 1;
         if !fast {
             return self.inner.forward(x);
         }
-        let out = conv2d_patches(&x.contiguous()?, &w.contiguous()?, cfg.padding, cfg.stride)?;
-        match self.inner.bias() {
-            Some(b) => out.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
-            None => Ok(out),
+        let bias = self.inner.bias();
+        match bias {
+            Some(b) if !kernels::applies(&[b]) => {
+                let out = conv2d_patches(&x.contiguous()?, &w.contiguous()?, None, cfg)?;
+                out.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)
+            }
+            _ => conv2d_patches(&x.contiguous()?, &w.contiguous()?, bias, cfg),
         }
     }
 }
 
-/// The shape of one convolution: input (b, c, h, w), kernel (o, c, kh, kw).
+/// The shape of one image's convolution: its plane (h, w), the kernel's (kh, kw), the output's.
 #[derive(Clone, Copy)]
 struct Geometry {
-    c: usize,
     h: usize,
     w: usize,
     kh: usize,
@@ -73,8 +77,15 @@ struct Geometry {
     ow: usize,
 }
 
-/// Convolution of contiguous f32 CPU tensors through the (c·kh·kw, oh·ow) patch matrix.
-fn conv2d_patches(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
+/// Convolution of contiguous f32 CPU tensors through the (c·kh·kw, oh·ow) patch matrix, one
+/// image at a time (one image's patches in memory), each output starting from the bias.
+fn conv2d_patches(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: &candle_nn::Conv2dConfig,
+) -> Result<Tensor> {
+    let (pad, stride) = (cfg.padding, cfg.stride);
     let (b, c, h, wd) = x.dims4()?;
     let (o, c_w, kh, kw) = w.dims4()?;
     if c != c_w {
@@ -85,7 +96,6 @@ fn conv2d_patches(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<T
         candle_core::bail!("conv2d: input {h}x{wd} is smaller than the kernel {kh}x{kw}");
     }
     let g = Geometry {
-        c,
         h,
         w: wd,
         kh,
@@ -95,39 +105,56 @@ fn conv2d_patches(x: &Tensor, w: &Tensor, pad: usize, stride: usize) -> Result<T
         oh: (h + 2 * pad - kh) / stride + 1,
         ow: (wd + 2 * pad - kw) / stride + 1,
     };
-    let input = x.flatten_all()?.to_vec1::<f32>()?;
     let k = c * kh * kw;
     let n = g.oh * g.ow;
-    let mut cols = vec![0f32; b * k * n];
-    fill_patches(&input, &mut cols, b, g);
-    let cols = Tensor::from_vec(cols, (b, k, n), x.device())?;
-    let kernel = w.reshape((1, o, k))?.broadcast_as((b, o, k))?;
-    kernel.matmul(&cols)?.reshape((b, o, g.oh, g.ow))
+    let bias = match bias {
+        Some(b) => Some(b.flatten_all()?.to_vec1::<f32>()?),
+        None => None,
+    };
+    if bias.as_ref().is_some_and(|v| v.len() != o) {
+        candle_core::bail!("conv2d: {o} output channels but a bias of another length");
+    }
+    let mut out = vec![0f32; b * o * n];
+    let direct_len = if kh * kw == 1 && stride == 1 && pad == 0 {
+        0
+    } else {
+        k * n
+    };
+    let mut cols = vec![0f32; direct_len];
+    if o * n > 0 {
+        kernels::with_data(x, |input| {
+            kernels::with_data(w, |kernel| {
+                let plane = c * h * wd;
+                // A 1×1 kernel at stride 1 reads the image itself as its patch matrix.
+                let direct = kh * kw == 1 && stride == 1 && pad == 0;
+                for (image, dst) in out.chunks_mut(o * n).enumerate() {
+                    let image = &input[image * plane..(image + 1) * plane];
+                    let cols = if direct {
+                        image
+                    } else {
+                        fill_patches(image, &mut cols, g);
+                        &cols
+                    };
+                    kernels::matmul_rows_bias(dst, kernel, cols, bias.as_deref(), (o, k, n));
+                }
+            })
+        })??;
+    }
+    Tensor::from_vec(out, (b, o, g.oh, g.ow), x.device())
 }
 
-/// Fills the patch matrices of `b` images: row (ci, ki, kj) of image bi holds, for every
-/// output pixel, the input value its kernel tap (ki, kj) reads in channel ci (0 in the
-/// padding). Work is split by (image, channel) over the threads candle uses.
-fn fill_patches(input: &[f32], cols: &mut [f32], b: usize, g: Geometry) {
+/// Fills one image's patch matrix: row (ci, ki, kj) holds, for every output pixel, the
+/// input value its kernel tap (ki, kj) reads in channel ci (0 in the padding). Every entry
+/// is written, so the buffer needs no clearing. Channels are spread over rayon's threads.
+fn fill_patches(input: &[f32], cols: &mut [f32], g: Geometry) {
     let rows_per_channel = g.kh * g.kw * g.oh * g.ow;
     let plane = g.h * g.w;
-    let jobs = b * g.c;
-    if jobs == 0 || rows_per_channel == 0 {
+    if rows_per_channel == 0 || plane == 0 {
         return;
     }
-    let threads = candle_core::utils::get_num_threads().clamp(1, jobs.max(1));
-    let per = jobs.div_ceil(threads);
-    std::thread::scope(|s| {
-        for (t, chunk) in cols.chunks_mut(per * rows_per_channel).enumerate() {
-            s.spawn(move || {
-                for (j, dst) in chunk.chunks_mut(rows_per_channel).enumerate() {
-                    let job = t * per + j;
-                    let src = &input[job * plane..(job + 1) * plane];
-                    fill_channel(src, dst, g);
-                }
-            });
-        }
-    });
+    cols.par_chunks_mut(rows_per_channel)
+        .zip(input.par_chunks(plane))
+        .for_each(|(dst, src)| fill_channel(src, dst, g));
 }
 
 /// The kh·kw rows of one channel's patch matrix.
@@ -184,6 +211,8 @@ mod tests {
             (4, 6, 8, 8, 3, 2),
             (2, 3, 6, 5, 4, 1),
             (3, 2, 9, 7, 3, 2),
+            (3, 5, 7, 9, 1, 1),
+            (4, 3, 6, 6, 1, 2),
         ] {
             let x = Tensor::randn(0f32, 1.0, (2, c, h, w), &dev)?;
             let weight = Tensor::randn(0f32, 1.0, (o, c, k, k), &dev)?;

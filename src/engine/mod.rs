@@ -7,6 +7,7 @@ pub mod config;
 pub mod conv;
 pub mod device;
 pub mod error;
+pub mod kernels;
 pub mod nn;
 pub mod noise;
 pub mod params;
@@ -18,6 +19,7 @@ pub mod tokenizer;
 pub mod unet;
 pub mod vae;
 pub mod vae_decoder;
+pub mod vecmath;
 pub mod weights;
 
 pub use error::EngineError;

@@ -4,7 +4,9 @@
 //! out complete random-weight checkpoints and count their parameters.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
+
+use super::nn::{for_inference, group_norm, linear, GroupNorm};
 
 use crate::engine::conv::{conv2d, Conv2d};
 
@@ -25,9 +27,9 @@ fn linear_or_conv1x1(ch: usize, vb: VarBuilder) -> Result<Linear> {
     // Very old checkpoints store these projections as 1x1 convolutions.
     if vb.contains_tensor("weight") && vb.get((ch, ch), "weight").is_err() {
         let w = vb.get((ch, ch, 1, 1), "weight")?.reshape((ch, ch))?;
-        return Ok(Linear::new(w, Some(vb.get(ch, "bias")?)));
+        return for_inference(Linear::new(w, Some(vb.get(ch, "bias")?)));
     }
-    candle_nn::linear(ch, ch, vb)
+    linear(ch, ch, vb)
 }
 
 impl SpatialAttention {
@@ -38,7 +40,7 @@ impl SpatialAttention {
             ["query", "key", "value", "proj_attn"]
         };
         Ok(Self {
-            norm: candle_nn::group_norm(groups, ch, 1e-6, vb.pp("group_norm"))?,
+            norm: group_norm(groups, ch, 1e-6, vb.pp("group_norm"))?,
             q: linear_or_conv1x1(ch, vb.pp(names[0]))?,
             k: linear_or_conv1x1(ch, vb.pp(names[1]))?,
             v: linear_or_conv1x1(ch, vb.pp(names[2]))?,
@@ -130,7 +132,7 @@ impl VaeDecoder {
             mid_attn,
             mid_second: resnet(top, top, mid.pp("resnets.1"))?,
             up,
-            norm_out: candle_nn::group_norm(groups, chans[0], eps, d.pp("conv_norm_out"))?,
+            norm_out: group_norm(groups, chans[0], eps, d.pp("conv_norm_out"))?,
             conv_out: conv2d(chans[0], 3, 3, 1, d.pp("conv_out"))?,
         })
     }
@@ -156,6 +158,6 @@ impl Module for VaeDecoder {
                 h = u.forward(&h, None)?;
             }
         }
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward(&self.norm_out.forward_silu(&h)?)
     }
 }

@@ -2,11 +2,14 @@
 //! cross-attention to the text embedding, and a GEGLU feed-forward.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use crate::engine::conv::{conv2d, Conv2d};
-
-use crate::engine::nn::{softmax_last_dim, Kernels, LayerNorm};
+use crate::engine::kernels;
+use crate::engine::nn::{
+    forward_linear, group_norm, linear, linear_no_bias, softmax_last_dim, GroupNorm, Kernels,
+    LayerNorm,
+};
 
 #[derive(Debug, Clone)]
 pub struct Attention {
@@ -32,10 +35,10 @@ impl Attention {
     ) -> Result<Self> {
         let inner = heads * head_dim;
         Ok(Self {
-            to_q: candle_nn::linear_no_bias(dim, inner, vb.pp("to_q"))?,
-            to_k: candle_nn::linear_no_bias(context, inner, vb.pp("to_k"))?,
-            to_v: candle_nn::linear_no_bias(context, inner, vb.pp("to_v"))?,
-            to_out: candle_nn::linear(inner, dim, vb.pp("to_out.0"))?,
+            to_q: linear_no_bias(dim, inner, vb.pp("to_q"))?,
+            to_k: linear_no_bias(context, inner, vb.pp("to_k"))?,
+            to_v: linear_no_bias(context, inner, vb.pp("to_v"))?,
+            to_out: linear(inner, dim, vb.pp("to_out.0"))?,
             heads,
             scale: (head_dim as f64).powf(-0.5),
             upcast,
@@ -52,6 +55,22 @@ impl Attention {
 
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
         let ctx = context.unwrap_or(x);
+        if kernels::applies(&[
+            x,
+            ctx,
+            self.to_q.weight(),
+            self.to_k.weight(),
+            self.to_v.weight(),
+        ]) {
+            // f32 inference: the heads are read in place and the scores never held whole.
+            let (q, k, v) = (
+                forward_linear(&self.to_q, x)?,
+                forward_linear(&self.to_k, ctx)?,
+                forward_linear(&self.to_v, ctx)?,
+            );
+            let out = kernels::attention(&q, &k, &v, self.heads, self.scale as f32)?;
+            return forward_linear(&self.to_out, &out);
+        }
         let q = self.split_heads(self.to_q.forward(x)?)?;
         let k = self.split_heads(self.to_k.forward(ctx)?)?;
         let v = self.split_heads(self.to_v.forward(ctx)?)?;
@@ -82,15 +101,18 @@ impl GeGluFeedForward {
     fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
         let inner = dim * 4;
         Ok(Self {
-            proj: candle_nn::linear(dim, inner * 2, vb.pp("net.0.proj"))?,
-            out: candle_nn::linear(inner, dim, vb.pp("net.2"))?,
+            proj: linear(dim, inner * 2, vb.pp("net.0.proj"))?,
+            out: linear(inner, dim, vb.pp("net.2"))?,
         })
     }
 }
 
 impl Module for GeGluFeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.proj.forward(x)?;
+        let h = forward_linear(&self.proj, x)?;
+        if kernels::applies(&[&h]) {
+            return forward_linear(&self.out, &kernels::geglu(&h)?);
+        }
         let half = h.dim(D::Minus1)? / 2;
         let value = h.narrow(D::Minus1, 0, half)?;
         let gate = h.narrow(D::Minus1, half, half)?;
@@ -164,7 +186,7 @@ impl Transformer2DModel {
     pub fn new(ch: usize, o: &Transformer2DOptions, vb: VarBuilder) -> Result<Self> {
         let proj = |name: &str| -> Result<Proj> {
             Ok(if o.linear_projection {
-                Proj::Linear(candle_nn::linear(ch, ch, vb.pp(name))?)
+                Proj::Linear(linear(ch, ch, vb.pp(name))?)
             } else {
                 Proj::Conv(conv2d(ch, ch, 1, 1, vb.pp(name))?)
             })
@@ -174,7 +196,7 @@ impl Transformer2DModel {
             .map(|i| BasicTransformerBlock::new(ch, o.heads, o.cross_dim, o.kernels, vbb.pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            norm: candle_nn::group_norm(o.groups, ch, 1e-6, vb.pp("norm"))?,
+            norm: group_norm(o.groups, ch, 1e-6, vb.pp("norm"))?,
             proj_in: proj("proj_in")?,
             blocks,
             proj_out: proj("proj_out")?,
@@ -190,7 +212,7 @@ impl Transformer2DModel {
         };
         let mut t = match &self.proj_in {
             Proj::Conv(conv) => to_tokens(conv.forward(&x)?)?,
-            Proj::Linear(lin) => lin.forward(&to_tokens(x)?)?,
+            Proj::Linear(lin) => forward_linear(lin, &to_tokens(x)?)?,
         };
         for block in &self.blocks {
             t = block.forward(&t, context)?;
@@ -200,7 +222,7 @@ impl Transformer2DModel {
         };
         let out = match &self.proj_out {
             Proj::Conv(conv) => conv.forward(&to_map(t)?)?,
-            Proj::Linear(lin) => to_map(lin.forward(&t)?)?,
+            Proj::Linear(lin) => to_map(forward_linear(lin, &t)?)?,
         };
         out + residual
     }

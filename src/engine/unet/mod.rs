@@ -9,7 +9,7 @@ pub mod resnet;
 use std::path::Path;
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use crate::engine::conv::{conv2d, Conv2d};
 
@@ -17,7 +17,7 @@ use self::blocks::{record, Common, DownBlock, Features, MidBlock, UpBlock};
 use self::layout::{MidSpec, UNetLayout};
 use super::config::UNetConfig;
 use super::error::EngineError;
-use super::nn::{timestep_embedding, Kernels};
+use super::nn::{linear, timestep_embedding, Kernels};
 
 #[derive(Debug, Clone)]
 struct TimestepEmbedding {
@@ -28,8 +28,8 @@ struct TimestepEmbedding {
 impl TimestepEmbedding {
     fn new(cin: usize, dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            linear_1: candle_nn::linear(cin, dim, vb.pp("linear_1"))?,
-            linear_2: candle_nn::linear(dim, dim, vb.pp("linear_2"))?,
+            linear_1: linear(cin, dim, vb.pp("linear_1"))?,
+            linear_2: linear(dim, dim, vb.pp("linear_2"))?,
         })
     }
 }
@@ -65,7 +65,7 @@ pub struct UNet2DConditionModel {
     down: Vec<DownBlock>,
     mid: Option<MidBlock>,
     up: Vec<UpBlock>,
-    conv_norm_out: GroupNorm,
+    conv_norm_out: super::nn::GroupNorm,
     conv_out: Conv2d,
 }
 
@@ -123,7 +123,7 @@ impl UNet2DConditionModel {
                 .enumerate()
                 .map(|(i, s)| UpBlock::new(s, &c, vb.pp("up_blocks").pp(i)))
                 .collect::<Result<Vec<_>>>()?;
-        let conv_norm_out = candle_nn::group_norm(l.groups, l.base, l.eps, vb.pp("conv_norm_out"))?;
+        let conv_norm_out = super::nn::group_norm(l.groups, l.base, l.eps, vb.pp("conv_norm_out"))?;
         let conv_out = conv2d(
             l.base,
             l.out_channels,
@@ -248,7 +248,7 @@ impl UNet2DConditionModel {
                 .map(|t| (t.dim(2).unwrap_or(0), t.dim(3).unwrap_or(0)));
             h = block.forward(&h, &own, &emb, context, size, i, feats)?;
         }
-        let h = self.conv_norm_out.forward(&h)?.silu()?;
+        let h = self.conv_norm_out.forward_silu(&h)?;
         self.conv_out.forward(&h)
     }
 }

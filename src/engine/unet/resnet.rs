@@ -1,9 +1,10 @@
 //! `ResnetBlock2D` with the "default" time-embedding norm, and the resamplers.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use crate::engine::conv::{conv2d, Conv2d};
+use crate::engine::nn::{forward_linear, group_norm, linear, GroupNorm};
 
 #[derive(Debug, Clone)]
 pub struct ResnetBlock2D {
@@ -25,13 +26,13 @@ impl ResnetBlock2D {
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(Self {
-            norm1: candle_nn::group_norm(groups, cin, eps, vb.pp("norm1"))?,
+            norm1: group_norm(groups, cin, eps, vb.pp("norm1"))?,
             conv1: conv2d(cin, cout, 3, 1, vb.pp("conv1"))?,
             time_emb_proj: match temb {
-                Some(t) => Some(candle_nn::linear(t, cout, vb.pp("time_emb_proj"))?),
+                Some(t) => Some(linear(t, cout, vb.pp("time_emb_proj"))?),
                 None => None,
             },
-            norm2: candle_nn::group_norm(groups, cout, eps, vb.pp("norm2"))?,
+            norm2: group_norm(groups, cout, eps, vb.pp("norm2"))?,
             conv2: conv2d(cout, cout, 3, 1, vb.pp("conv2"))?,
             conv_shortcut: if cin != cout {
                 Some(conv2d(cin, cout, 1, 1, vb.pp("conv_shortcut"))?)
@@ -43,15 +44,15 @@ impl ResnetBlock2D {
 
     /// `temb` is ignored by blocks built without a time embedding (the VAE's).
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
+        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
         let h = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(t)) => {
-                let t = proj.forward(&t.silu()?)?;
+                let t = forward_linear(proj, &t.silu()?)?;
                 h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
             }
             _ => h,
         };
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(x)?,
             None => x.clone(),

@@ -1,0 +1,379 @@
+//! Inference kernels for f32 tensors on the CPU, where candle's composition of small ops
+//! costs more than the arithmetic: group norm (+ SiLU) in one pass per group, attention
+//! that reads the heads in place and never holds more than a tile of the score matrix,
+//! GEGLU in one pass, and dense products whose output starts from the bias (no separate
+//! add). Everything runs on rayon's pool — the one gemm already uses, sized by `--threads`
+//! — so no second set of threads competes for the cores.
+//!
+//! None of these has a backward pass: callers take them only when [`applies`] says no
+//! input tracks gradients (the student in distillation keeps candle's ops).
+
+use candle_core::{bail, DType, Device, Result, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use super::vecmath;
+
+/// Whether the kernels here may replace candle's ops for these tensors: f32 on the CPU,
+/// none of them tracking gradients.
+pub fn applies(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32 && !t.track_op())
+}
+
+/// Runs `f` on the f32 data of a contiguous CPU tensor, borrowed (no copy).
+pub(crate) fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        bail!("kernels: tensor is not on the CPU")
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("kernels: tensor is not contiguous")
+    };
+    Ok(f(&data[start..end]))
+}
+
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+/// The threads gemm may use for one large product.
+fn parallelism() -> Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
+
+/// A pointer handed to the tasks of one parallel loop, each writing its own disjoint part.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every task writes a region no other task touches, and the buffer outlives the loop.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+impl Out {
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY (callers): offsets stay inside the buffer the pointer came from.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// diffusers' GroupNorm over (b, c, …) with per-channel scale and shift, then SiLU when
+/// `silu`: one read for the statistics (in f64) and one fused write, per (image, group).
+pub fn group_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    groups: usize,
+    eps: f64,
+    silu: bool,
+) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let dims = x.dims().to_vec();
+    if dims.len() < 2 {
+        bail!("group_norm: input of shape {dims:?} has no channel dimension");
+    }
+    let (b, c) = (dims[0], dims[1]);
+    if groups == 0 || c % groups != 0 {
+        bail!("group_norm: {c} channels do not split into {groups} groups");
+    }
+    let (w, s) = (values(weight)?, values(bias)?);
+    if w.len() != c || s.len() != c {
+        bail!(
+            "group_norm: {c} channels but {} weights and {} biases",
+            w.len(),
+            s.len()
+        );
+    }
+    let spatial: usize = dims[2..].iter().product();
+    let cg = c / groups;
+    let len = cg * spatial;
+    let mut out = vec![0f32; b * c * spatial];
+    if len > 0 {
+        with_data(&x, |src| {
+            out.par_chunks_mut(len)
+                .zip(src.par_chunks(len))
+                .enumerate()
+                .for_each(|(job, (dst, src))| {
+                    let g = job % groups;
+                    let n = len as f64;
+                    let mean = vecmath::sum(src, 0.0, false) / n;
+                    let var = vecmath::sum(src, mean as f32, true) / n;
+                    let rstd = 1.0 / (var + eps).sqrt();
+                    for ci in 0..cg {
+                        let ch = g * cg + ci;
+                        let scale = w[ch] as f64 * rstd;
+                        let (scale, shift) = (scale as f32, (s[ch] as f64 - mean * scale) as f32);
+                        let range = ci * spatial..(ci + 1) * spatial;
+                        let dst = &mut dst[range.clone()];
+                        for (o, &v) in dst.iter_mut().zip(&src[range]) {
+                            *o = v * scale + shift;
+                        }
+                        if silu {
+                            vecmath::silu_in_place(dst);
+                        }
+                    }
+                })
+        })?;
+    }
+    Tensor::from_vec(out, dims, x.device())
+}
+
+/// Multi-head attention, softmax(q·kᵀ·scale)·v, on the projections as they come out of the
+/// linear layers: q (b, n, heads·d), k (b, m, heads·d), v (b, m, heads·dv); returns
+/// (b, n, heads·dv), the heads side by side as `to_out` expects. Each task takes one head
+/// of one image and a tile of query rows: its scores (tile × m) stay in a buffer of its
+/// own, the softmax is taken there and only the tile's output rows are written.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32) -> Result<Tensor> {
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let (b, n, cq) = q.dims3()?;
+    let (bk, m, ck) = k.dims3()?;
+    let (bv, mv, cv) = v.dims3()?;
+    if b != bk || b != bv || m != mv || cq != ck {
+        bail!(
+            "attention: q {:?}, k {:?} and v {:?} do not fit together",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
+    if heads == 0 || cq % heads != 0 || cv % heads != 0 {
+        bail!("attention: {cq} and {cv} channels do not split into {heads} heads");
+    }
+    let (d, dv) = (cq / heads, cv / heads);
+    let mut out = vec![0f32; b * n * cv];
+    if n == 0 || m == 0 || dv == 0 {
+        return Tensor::from_vec(out, (b, n, cv), q.device());
+    }
+    // About 256 KB of scores per task, so the tile stays in the core's cache.
+    let tile = (65_536 / m).clamp(16, 128).min(n);
+    let tiles = n.div_ceil(tile);
+    let dst = Out(out.as_mut_ptr());
+    with_data(&q, |qd| {
+        with_data(&k, |kd| {
+            with_data(&v, |vd| {
+                (0..b * heads * tiles).into_par_iter().for_each_init(
+                    || (Vec::new(), Vec::new()),
+                    |(scores, inv): &mut (Vec<f32>, Vec<f32>), job| {
+                        let (bh, t) = (job / tiles, job % tiles);
+                        let (bi, h) = (bh / heads, bh % heads);
+                        let row0 = t * tile;
+                        let rows = tile.min(n - row0);
+                        scores.resize(rows * m, 0.0);
+                        inv.resize(rows, 0.0);
+                        // SAFETY: every offset below is inside its tensor: rows row0..row0+rows
+                        // of image bi, columns h·d..(h+1)·d (h·dv.. for v and the output);
+                        // the output rows and columns of this (image, head, tile) are
+                        // written by this task only.
+                        unsafe {
+                            // scores = scale · q_tile · k_headᵀ
+                            gemm(
+                                rows,
+                                m,
+                                d,
+                                scores.as_mut_ptr(),
+                                1,
+                                m as isize,
+                                false,
+                                qd.as_ptr().add((bi * n + row0) * cq + h * d),
+                                1,
+                                cq as isize,
+                                kd.as_ptr().add(bi * m * ck + h * d),
+                                ck as isize,
+                                1,
+                                0.0,
+                                scale,
+                                false,
+                                false,
+                                false,
+                                Parallelism::None,
+                            );
+                        }
+                        for (row, inv) in scores.chunks_mut(m).zip(inv.iter_mut()) {
+                            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                            row.iter_mut().for_each(|x| *x -= max);
+                            vecmath::exp_in_place(row);
+                            *inv = (1.0 / vecmath::sum(row, 0.0, false)) as f32;
+                        }
+                        let first = (bi * n + row0) * cv + h * dv;
+                        unsafe {
+                            // out_tile = exp-scores · v_head, then each row divided by its sum.
+                            gemm(
+                                rows,
+                                dv,
+                                m,
+                                dst.at(first),
+                                1,
+                                cv as isize,
+                                false,
+                                scores.as_ptr(),
+                                1,
+                                m as isize,
+                                vd.as_ptr().add(bi * m * cv + h * dv),
+                                1,
+                                cv as isize,
+                                0.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                Parallelism::None,
+                            );
+                            for (r, &s) in inv.iter().enumerate() {
+                                let row =
+                                    std::slice::from_raw_parts_mut(dst.at(first + r * cv), dv);
+                                row.iter_mut().for_each(|x| *x *= s);
+                            }
+                        }
+                    },
+                )
+            })
+        })
+    })???;
+    Tensor::from_vec(out, (b, n, cv), q.device())
+}
+
+/// GEGLU's gate: the last dimension's first half times GELU (erf form) of its second half.
+pub fn geglu(h: &Tensor) -> Result<Tensor> {
+    let h = h.contiguous()?;
+    let mut dims = h.dims().to_vec();
+    let Some(last) = dims.last_mut() else {
+        bail!("geglu: a scalar has no last dimension")
+    };
+    if *last % 2 != 0 {
+        bail!("geglu: last dimension {} is odd", *last);
+    }
+    let inner = *last / 2;
+    *last = inner;
+    let rows = if inner == 0 {
+        0
+    } else {
+        h.elem_count() / (2 * inner)
+    };
+    let mut out = vec![0f32; rows * inner];
+    if rows > 0 {
+        // Enough rows per task to amortise scheduling, few enough to balance two threads.
+        let per = (16_384 / inner).max(1);
+        with_data(&h, |src| {
+            out.par_chunks_mut(per * inner)
+                .zip(src.par_chunks(per * 2 * inner))
+                .for_each(|(dst, src)| {
+                    for (o, s) in dst.chunks_mut(inner).zip(src.chunks(2 * inner)) {
+                        let (value, gate) = s.split_at(inner);
+                        vecmath::gelu_times(o, value, gate);
+                    }
+                })
+        })?;
+    }
+    Tensor::from_vec(out, dims, h.device())
+}
+
+/// x · wᵀ + bias for x (…, in) and w (out, in): one gemm whose output rows start as the
+/// bias, so there is no second pass to add it.
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    let (o, i) = w.dims2()?;
+    // The weight as gemm reads it: (in, out) row-major when the layer holds the transposed
+    // layout of `nn::for_inference`, else (out, in) read as its transpose.
+    let (w, rhs_cs, rhs_rs) = if !w.is_contiguous() && w.t()?.is_contiguous() {
+        (w.t()?, 1, o as isize)
+    } else {
+        (w.contiguous()?, i as isize, 1)
+    };
+    let mut dims = x.dims().to_vec();
+    match dims.last_mut() {
+        Some(last) if *last == i => *last = o,
+        _ => bail!("linear: input {:?} does not end in {i} features", x.dims()),
+    }
+    let rows = if i == 0 { 0 } else { x.elem_count() / i };
+    let mut out = match bias {
+        Some(b) => {
+            let b = values(b)?;
+            if b.len() != o {
+                bail!("linear: {o} outputs but {} biases", b.len());
+            }
+            b.repeat(rows)
+        }
+        None => vec![0f32; rows * o],
+    };
+    if rows > 0 && o > 0 && i > 0 {
+        with_data(&x, |xd| {
+            with_data(&w, |wd| {
+                // SAFETY: out is rows × o, x rows × i, w o × i (read as its transpose).
+                unsafe {
+                    gemm(
+                        rows,
+                        o,
+                        i,
+                        out.as_mut_ptr(),
+                        1,
+                        o as isize,
+                        bias.is_some(),
+                        xd.as_ptr(),
+                        1,
+                        i as isize,
+                        wd.as_ptr(),
+                        rhs_cs,
+                        rhs_rs,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        parallelism(),
+                    )
+                }
+            })
+        })??;
+    }
+    Tensor::from_vec(out, dims, x.device())
+}
+
+/// out (o, n) = bias (per row) + w (o, k) · cols (k, n), written into `out`: the product of
+/// one image's convolution.
+pub(crate) fn matmul_rows_bias(
+    out: &mut [f32],
+    w: &[f32],
+    cols: &[f32],
+    bias: Option<&[f32]>,
+    (o, k, n): (usize, usize, usize),
+) {
+    debug_assert!(out.len() == o * n && w.len() == o * k && cols.len() == k * n);
+    if let Some(b) = bias {
+        for (row, &v) in out.chunks_mut(n).zip(b) {
+            row.fill(v);
+        }
+    }
+    if o == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: the three slices hold exactly the matrices their shapes describe.
+    unsafe {
+        gemm(
+            o,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            bias.is_some(),
+            w.as_ptr(),
+            1,
+            k as isize,
+            cols.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(),
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "kernels_tests.rs"]
+mod tests;
