@@ -124,7 +124,8 @@ pub fn group_norm(
 /// linear layers: q (b, n, heads·d), k (b, m, heads·d), v (b, m, heads·dv); returns
 /// (b, n, heads·dv), the heads side by side as `to_out` expects. Each task takes one head
 /// of one image and a tile of query rows: its scores (tile × m) stay in a buffer of its
-/// own, the softmax is taken there and only the tile's output rows are written.
+/// own, the softmax is taken there and only the tile's output rows are written. Only the
+/// keys are copied (transposed per head).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32) -> Result<Tensor> {
     let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     let (b, n, cq) = q.dims3()?;
@@ -149,89 +150,135 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f32) -
     // About 256 KB of scores per task, so the tile stays in the core's cache.
     let tile = (65_536 / m).clamp(16, 128).min(n);
     let tiles = n.div_ceil(tile);
+    // Each head's keys transposed, (d, m) row-major: gemm multiplies by a row-major matrix
+    // several times faster than by a transposed one, and every tile reuses it.
+    let mut kt = vec![0f32; b * heads * d * m];
+    with_data(&k, |kd| {
+        kt.par_chunks_mut(d * m).enumerate().for_each(|(bh, dst)| {
+            let (bi, h) = (bh / heads, bh % heads);
+            for j in 0..m {
+                let key = &kd[(bi * m + j) * ck + h * d..][..d];
+                for (kk, &x) in key.iter().enumerate() {
+                    dst[kk * m + j] = x;
+                }
+            }
+        })
+    })?;
+    let sh = Heads {
+        n,
+        m,
+        heads,
+        d,
+        dv,
+        cq,
+        cv,
+        scale,
+    };
     let dst = Out(out.as_mut_ptr());
     with_data(&q, |qd| {
-        with_data(&k, |kd| {
-            with_data(&v, |vd| {
-                (0..b * heads * tiles).into_par_iter().for_each_init(
-                    || (Vec::new(), Vec::new()),
-                    |(scores, inv): &mut (Vec<f32>, Vec<f32>), job| {
-                        let (bh, t) = (job / tiles, job % tiles);
-                        let (bi, h) = (bh / heads, bh % heads);
-                        let row0 = t * tile;
-                        let rows = tile.min(n - row0);
-                        scores.resize(rows * m, 0.0);
-                        inv.resize(rows, 0.0);
-                        // SAFETY: every offset below is inside its tensor: rows row0..row0+rows
-                        // of image bi, columns h·d..(h+1)·d (h·dv.. for v and the output);
-                        // the output rows and columns of this (image, head, tile) are
-                        // written by this task only.
-                        unsafe {
-                            // scores = scale · q_tile · k_headᵀ
-                            gemm(
-                                rows,
-                                m,
-                                d,
-                                scores.as_mut_ptr(),
-                                1,
-                                m as isize,
-                                false,
-                                qd.as_ptr().add((bi * n + row0) * cq + h * d),
-                                1,
-                                cq as isize,
-                                kd.as_ptr().add(bi * m * ck + h * d),
-                                ck as isize,
-                                1,
-                                0.0,
-                                scale,
-                                false,
-                                false,
-                                false,
-                                Parallelism::None,
-                            );
-                        }
-                        for (row, inv) in scores.chunks_mut(m).zip(inv.iter_mut()) {
-                            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                            row.iter_mut().for_each(|x| *x -= max);
-                            vecmath::exp_in_place(row);
-                            *inv = (1.0 / vecmath::sum(row, 0.0, false)) as f32;
-                        }
-                        let first = (bi * n + row0) * cv + h * dv;
-                        unsafe {
-                            // out_tile = exp-scores · v_head, then each row divided by its sum.
-                            gemm(
-                                rows,
-                                dv,
-                                m,
-                                dst.at(first),
-                                1,
-                                cv as isize,
-                                false,
-                                scores.as_ptr(),
-                                1,
-                                m as isize,
-                                vd.as_ptr().add(bi * m * cv + h * dv),
-                                1,
-                                cv as isize,
-                                0.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                Parallelism::None,
-                            );
-                            for (r, &s) in inv.iter().enumerate() {
-                                let row =
-                                    std::slice::from_raw_parts_mut(dst.at(first + r * cv), dv);
-                                row.iter_mut().for_each(|x| *x *= s);
-                            }
-                        }
-                    },
-                )
-            })
+        with_data(&v, |vd| {
+            (0..b * heads * tiles).into_par_iter().for_each_init(
+                || (Vec::new(), Vec::new()),
+                |buffers, job| {
+                    let (bh, t) = (job / tiles, job % tiles);
+                    let row0 = t * tile;
+                    let rows = row0..(row0 + tile).min(n);
+                    // SAFETY: the tasks' (image, head, rows) are all different, the
+                    // buffers hold the shapes `sh` describes, and `out` outlives the loop.
+                    unsafe { attend_tile(sh, (qd, &kt, vd), dst, (bh, rows), buffers) }
+                },
+            )
         })
-    })???;
+    })??;
     Tensor::from_vec(out, (b, n, cv), q.device())
+}
+
+/// The shapes of one attention call (see [`attention`]).
+#[derive(Clone, Copy)]
+struct Heads {
+    n: usize,
+    m: usize,
+    heads: usize,
+    d: usize,
+    dv: usize,
+    cq: usize,
+    cv: usize,
+    scale: f32,
+}
+
+/// Attention for query rows `rows` of head `bh % heads` of image `bh / heads`: scores into
+/// `scores`, softmax there (the row sums' inverses in `inv`), the rows of the output.
+///
+/// # Safety
+/// `q` is (b, n, cq), `kt` the per-head transposed keys (b·heads, d, m), `v` (b, m, cv) and
+/// `dst` points at the (b, n, cv) output; no other thread touches the output rows `rows`
+/// in this head's columns while this runs.
+unsafe fn attend_tile(
+    sh: Heads,
+    (q, kt, v): (&[f32], &[f32], &[f32]),
+    dst: Out,
+    (bh, rows): (usize, std::ops::Range<usize>),
+    (scores, inv): &mut (Vec<f32>, Vec<f32>),
+) {
+    let (bi, h) = (bh / sh.heads, bh % sh.heads);
+    let (row0, count, m) = (rows.start, rows.len(), sh.m);
+    scores.resize(count * m, 0.0);
+    inv.resize(count, 0.0);
+    // scores = scale · q_tile · k_headᵀ
+    gemm(
+        count,
+        m,
+        sh.d,
+        scores.as_mut_ptr(),
+        1,
+        m as isize,
+        false,
+        q[(bi * sh.n + row0) * sh.cq + h * sh.d..].as_ptr(),
+        1,
+        sh.cq as isize,
+        kt[bh * sh.d * m..].as_ptr(),
+        1,
+        m as isize,
+        0.0,
+        sh.scale,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
+    for (row, inv) in scores.chunks_mut(m).zip(inv.iter_mut()) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        row.iter_mut().for_each(|x| *x -= max);
+        vecmath::exp_in_place(row);
+        *inv = (1.0 / vecmath::sum(row, 0.0, false)) as f32;
+    }
+    // out_tile = exp-scores · v_head, then each row divided by its sum.
+    let first = (bi * sh.n + row0) * sh.cv + h * sh.dv;
+    gemm(
+        count,
+        sh.dv,
+        m,
+        dst.at(first),
+        1,
+        sh.cv as isize,
+        false,
+        scores.as_ptr(),
+        1,
+        m as isize,
+        v[bi * m * sh.cv + h * sh.dv..].as_ptr(),
+        1,
+        sh.cv as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
+    for (r, &s) in inv.iter().enumerate() {
+        let row = std::slice::from_raw_parts_mut(dst.at(first + r * sh.cv), sh.dv);
+        row.iter_mut().for_each(|x| *x *= s);
+    }
 }
 
 /// GEGLU's gate: the last dimension's first half times GELU (erf form) of its second half.
