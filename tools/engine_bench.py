@@ -6,6 +6,12 @@ Configs: the tiny-sdxl preset and a mid-sized SDXL-structured UNet
 (tests/fixtures/engine/bench-mid-unet.json). Weights are random, written once with
 diffusers' save_pretrained and loaded by both sides.
 
+With --pipeline it also times a whole generation end to end: `arenaxl model init --preset
+tiny-sdxl` writes a random-weight pipeline folder, then 20 Euler steps at 256x256 with
+guidance 5 (batch 2 through the UNet), PNG written, in both: `arenaxl generate` as a whole
+process (loading included) against diffusers' StableDiffusionXLPipeline in this process
+(from_pretrained to the saved PNG; the interpreter and torch already imported).
+
     /work/venv-engine/bin/python tools/engine_bench.py --threads 2
 """
 
@@ -45,12 +51,42 @@ def torch_time(unet, cfg, batch, iters):
     return statistics.median(times)
 
 
+def pipeline_times(cmd, threads, runs):
+    from diffusers import StableDiffusionXLPipeline
+
+    prompt = "a red cube on a blue sphere"
+    rust, torch_s = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = os.path.join(tmp, "tiny")
+        subprocess.run(cmd + ["model", "init", "--preset", "tiny-sdxl", "--out", folder], check=True,
+                       capture_output=True)
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        for i in range(runs + 1):
+            start = time.perf_counter()
+            subprocess.run(cmd + ["generate", "--model", folder, "--prompt", prompt, "--steps", "20",
+                                  "--guidance", "5", "--width", "256", "--height", "256", "--scheduler", "euler",
+                                  "--out", os.path.join(tmp, "a.png")], check=True, capture_output=True, env=env)
+            if i > 0:
+                rust.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            pipe = StableDiffusionXLPipeline.from_pretrained(folder)
+            pipe.set_progress_bar_config(disable=True)
+            with torch.no_grad():
+                image = pipe(prompt, num_inference_steps=20, guidance_scale=5.0, width=256, height=256,
+                             generator=torch.Generator().manual_seed(0)).images[0]
+            image.save(os.path.join(tmp, "t.png"))
+            if i > 0:
+                torch_s.append(time.perf_counter() - start)
+    return statistics.median(torch_s), statistics.median(rust)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--arenaxl", default=None, help="arenaxl binary (default: cargo run -q --)")
+    ap.add_argument("--pipeline", action="store_true", help="also time a 20-step 256x256 tiny-sdxl generation")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cmd = [args.arenaxl] if args.arenaxl else ["cargo", "run", "-q", "--"]
@@ -72,6 +108,12 @@ def main():
         rows.append((name, params, cfg["sample_size"], t_torch, t_rust))
         print(f"{name}: {params:,} params, latents {cfg['sample_size']}^2, batch {args.batch}, {args.threads} threads: "
               f"diffusers {t_torch*1e3:.1f} ms, arenaxl {t_rust*1e3:.1f} ms, ratio arenaxl/diffusers {t_rust/t_torch:.2f}",
+              flush=True)
+    if args.pipeline:
+        t_torch, t_rust = pipeline_times(cmd, args.threads, args.iters)
+        rows.append(("tiny-sdxl pipeline, 20 steps, 256x256", None, 32, t_torch, t_rust))
+        print(f"tiny-sdxl pipeline, 20 Euler steps at 256x256, guidance 5, {args.threads} threads, end to end: "
+              f"diffusers {t_torch*1e3:.0f} ms, arenaxl {t_rust*1e3:.0f} ms, ratio arenaxl/diffusers {t_rust/t_torch:.2f}",
               flush=True)
     print(json.dumps([dict(zip(["config", "params", "latent", "torch_s", "arenaxl_s"], r)) for r in rows]))
 

@@ -293,11 +293,7 @@ pub fn geglu(h: &Tensor) -> Result<Tensor> {
     }
     let inner = *last / 2;
     *last = inner;
-    let rows = if inner == 0 {
-        0
-    } else {
-        h.elem_count() / (2 * inner)
-    };
+    let rows = h.elem_count().checked_div(2 * inner).unwrap_or(0);
     let mut out = vec![0f32; rows * inner];
     if rows > 0 {
         // Enough rows per task to amortise scheduling, few enough to balance two threads.
@@ -333,7 +329,7 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         Some(last) if *last == i => *last = o,
         _ => bail!("linear: input {:?} does not end in {i} features", x.dims()),
     }
-    let rows = if i == 0 { 0 } else { x.elem_count() / i };
+    let rows = x.elem_count().checked_div(i).unwrap_or(0);
     let mut out = match bias {
         Some(b) => {
             let b = values(b)?;

@@ -1,11 +1,11 @@
 //! Element-wise math over f32 slices, written so the compiler vectorises it: e^x, SiLU,
 //! GELU (erf form) times a value, and sums for the normalisation statistics. The scalar
 //! libm calls they replace (`expf`, `erff`) cannot be vectorised; on a UNet call they cost
-//! more than the arithmetic around them. Where the CPU has AVX2 and FMA the loops are
-//! compiled for them as well, and chosen at run time.
+//! more than the arithmetic around them. The loops are also compiled for AVX-512 and for
+//! AVX2 with FMA, and the widest the CPU has is chosen at run time.
 
-/// Runs `$body` (a loop over slices) compiled for AVX2+FMA when the CPU has them, for the
-/// baseline otherwise.
+/// Runs `$body` (a loop over slices) compiled for AVX-512 or AVX2+FMA when the CPU has
+/// them, for the baseline otherwise.
 macro_rules! dispatch {
     ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
         pub fn $name($($arg: $ty),*) {
@@ -13,9 +13,18 @@ macro_rules! dispatch {
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn widest($($arg: $ty),*) {
+                    body($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn wide($($arg: $ty),*) {
                     body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the feature `widest` is compiled for.
+                    unsafe { widest($($arg),*) };
+                    return;
                 }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
