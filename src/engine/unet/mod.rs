@@ -153,6 +153,14 @@ impl UNet2DConditionModel {
         encoder_hidden_states: &Tensor,
         added: Option<&AddedCond>,
     ) -> Result<Tensor> {
+        if sample.device().is_cpu() {
+            // On the CPU the whole call runs on a thread of rayon's pool, whose threads do the
+            // parallel work (gemm, the engine's kernels): the caller's thread sleeps instead
+            // of being one more thread competing for the cores with the pool's.
+            return rayon::scope(|_| {
+                self.run(sample, timesteps, encoder_hidden_states, added, &mut None)
+            });
+        }
         self.run(sample, timesteps, encoder_hidden_states, added, &mut None)
     }
 
