@@ -343,28 +343,15 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     if rows > 0 && o > 0 && i > 0 {
         with_data(&x, |xd| {
             with_data(&w, |wd| {
-                // SAFETY: out is rows × o, x rows × i, w o × i (read as its transpose).
+                // SAFETY: out is rows × o, x rows × i, w o × i (read as its transpose) or its
+                // (i, o) transposed layout, as the strides say.
                 unsafe {
-                    gemm(
-                        rows,
-                        o,
-                        i,
-                        out.as_mut_ptr(),
-                        1,
-                        o as isize,
+                    product(
+                        &mut out,
+                        (xd, i),
+                        (wd, rhs_cs, rhs_rs),
+                        (rows, o, i),
                         bias.is_some(),
-                        xd.as_ptr(),
-                        1,
-                        i as isize,
-                        wd.as_ptr(),
-                        rhs_cs,
-                        rhs_rs,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        parallelism(),
                     )
                 }
             })
@@ -393,28 +380,50 @@ pub(crate) fn matmul_rows_bias(
     }
     // SAFETY: the three slices hold exactly the matrices their shapes describe.
     unsafe {
-        gemm(
-            o,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
+        product(
+            out,
+            (w, k),
+            (cols, 1, n as isize),
+            (o, n, k),
             bias.is_some(),
-            w.as_ptr(),
-            1,
-            k as isize,
-            cols.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(),
         )
     }
+}
+
+/// dst (m × n, row-major) = [dst +] lhs (m × k, rows `lhs_rs` apart) · rhs (k × n, with
+/// its column and row strides), on all of rayon's threads. `accumulate` keeps what dst
+/// holds (the bias) and adds the product to it.
+///
+/// # Safety
+/// Each slice must hold every element its shape and strides reach.
+unsafe fn product(
+    dst: &mut [f32],
+    (lhs, lhs_rs): (&[f32], usize),
+    (rhs, rhs_cs, rhs_rs): (&[f32], isize, isize),
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+) {
+    gemm(
+        m,
+        n,
+        k,
+        dst.as_mut_ptr(),
+        1,
+        n as isize,
+        accumulate,
+        lhs.as_ptr(),
+        1,
+        lhs_rs as isize,
+        rhs.as_ptr(),
+        rhs_cs,
+        rhs_rs,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism(),
+    )
 }
 
 #[cfg(test)]
