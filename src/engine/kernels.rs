@@ -312,9 +312,15 @@ pub fn geglu(h: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(out, dims, h.device())
 }
 
-/// x · wᵀ + bias for x (…, in) and w (out, in): one gemm whose output rows start as the
-/// bias, so there is no second pass to add it.
-pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+/// x · wᵀ + bias (+ residual) for x (…, in) and w (out, in): one gemm whose output starts
+/// as the bias (plus the residual, of the output's shape, when given), so there is no
+/// second pass to add them.
+pub fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
     let x = x.contiguous()?;
     let (o, i) = w.dims2()?;
     // The weight as gemm reads it: (in, out) row-major when the layer holds the transposed
@@ -330,16 +336,25 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         _ => bail!("linear: input {:?} does not end in {i} features", x.dims()),
     }
     let rows = x.elem_count().checked_div(i).unwrap_or(0);
-    let mut out = match bias {
-        Some(b) => {
-            let b = values(b)?;
-            if b.len() != o {
-                bail!("linear: {o} outputs but {} biases", b.len());
-            }
-            b.repeat(rows)
+    let mut out = match residual {
+        Some(r) if r.dims() != dims.as_slice() => {
+            bail!(
+                "linear: residual {:?} is not the output's shape {dims:?}",
+                r.dims()
+            )
         }
+        Some(r) => values(r)?,
         None => vec![0f32; rows * o],
     };
+    if let Some(b) = bias {
+        let b = values(b)?;
+        if b.len() != o {
+            bail!("linear: {o} outputs but {} biases", b.len());
+        }
+        for row in out.chunks_mut(o) {
+            row.iter_mut().zip(&b).for_each(|(v, &b)| *v += b);
+        }
+    }
     if rows > 0 && o > 0 && i > 0 {
         with_data(&x, |xd| {
             with_data(&w, |wd| {
@@ -351,7 +366,7 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
                         (xd, i),
                         (wd, rhs_cs, rhs_rs),
                         (rows, o, i),
-                        bias.is_some(),
+                        bias.is_some() || residual.is_some(),
                     )
                 }
             })

@@ -118,20 +118,31 @@ fn geglu_matches_candles_ops() -> Result<()> {
 }
 
 #[test]
-fn linear_matches_candles_with_and_without_bias() -> Result<()> {
+fn linear_matches_candles_with_bias_residual_and_the_stored_layout() -> Result<()> {
     let x = randn(&[2, 13, 24])?;
     let w = randn(&[10, 24])?;
     let b = randn(&[10])?;
+    let residual = randn(&[2, 13, 10])?;
     for bias in [Some(b), None] {
         let reference = candle_nn::Linear::new(w.clone(), bias.clone()).forward(&x)?;
-        let fast = linear(&x, &w, bias.as_ref())?;
+        let fast = linear(&x, &w, bias.as_ref(), None)?;
+        assert!(max_diff(&fast, &reference)? < 1e-4);
+        // The residual is added where the output is made.
+        let fast = linear(&x, &w, bias.as_ref(), Some(&residual))?;
+        assert!(max_diff(&fast, &(&reference + &residual)?)? < 1e-4);
+        // The transposed layout the engine stores at load gives the same product.
+        let stored = w.t()?.contiguous()?.t()?;
+        assert!(!stored.is_contiguous());
+        let fast = linear(&x, &stored, bias.as_ref(), None)?;
         assert!(max_diff(&fast, &reference)? < 1e-4);
     }
-    let err = linear(&randn(&[2, 7])?, &w, None).unwrap_err();
+    let err = linear(&randn(&[2, 7])?, &w, None, None).unwrap_err();
     assert!(
         err.to_string().contains("does not end in 24 features"),
         "{err}"
     );
+    let err = linear(&x, &w, None, Some(&randn(&[2, 13, 9])?)).unwrap_err();
+    assert!(err.to_string().contains("not the output's shape"), "{err}");
     Ok(())
 }
 

@@ -99,9 +99,24 @@ pub fn for_inference(layer: candle_nn::Linear) -> Result<candle_nn::Linear> {
 pub fn forward_linear(layer: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
     let w = layer.weight();
     if kernels::applies(&[x, w]) && layer.bias().is_none_or(|b| kernels::applies(&[b])) {
-        kernels::linear(x, w, layer.bias())
+        kernels::linear(x, w, layer.bias(), None)
     } else {
         layer.forward(x)
+    }
+}
+
+/// A linear layer's output plus `residual` (the transformer's skip connections): on the
+/// CPU kernel's path the product is accumulated onto the residual, with no separate add.
+pub fn forward_linear_add(
+    layer: &candle_nn::Linear,
+    x: &Tensor,
+    residual: &Tensor,
+) -> Result<Tensor> {
+    let w = layer.weight();
+    if kernels::applies(&[x, w, residual]) && layer.bias().is_none_or(|b| kernels::applies(&[b])) {
+        kernels::linear(x, w, layer.bias(), Some(residual))
+    } else {
+        layer.forward(x)? + residual
     }
 }
 

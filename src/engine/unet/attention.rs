@@ -7,8 +7,8 @@ use candle_nn::{Linear, VarBuilder};
 use crate::engine::conv::{conv2d, Conv2d};
 use crate::engine::kernels;
 use crate::engine::nn::{
-    forward_linear, group_norm, linear, linear_no_bias, softmax_last_dim, GroupNorm, Kernels,
-    LayerNorm,
+    forward_linear, forward_linear_add, group_norm, linear, linear_no_bias, softmax_last_dim,
+    GroupNorm, Kernels, LayerNorm,
 };
 
 #[derive(Debug, Clone)]
@@ -54,6 +54,26 @@ impl Attention {
     }
 
     pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        self.attend(x, context, None)
+    }
+
+    /// The attention's output plus `residual` (the block's skip connection), added where
+    /// the output is made.
+    pub fn forward_add(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        residual: &Tensor,
+    ) -> Result<Tensor> {
+        self.attend(x, context, Some(residual))
+    }
+
+    fn attend(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let ctx = context.unwrap_or(x);
         if kernels::applies(&[
             x,
@@ -69,7 +89,10 @@ impl Attention {
                 forward_linear(&self.to_v, ctx)?,
             );
             let out = kernels::attention(&q, &k, &v, self.heads, self.scale as f32)?;
-            return forward_linear(&self.to_out, &out);
+            return match residual {
+                Some(r) => forward_linear_add(&self.to_out, &out, r),
+                None => forward_linear(&self.to_out, &out),
+            };
         }
         let q = self.split_heads(self.to_q.forward(x)?)?;
         let k = self.split_heads(self.to_k.forward(ctx)?)?;
@@ -86,8 +109,13 @@ impl Attention {
         let probs = softmax_last_dim(&scores, self.kernels)?.to_dtype(dtype)?;
         let out = probs.matmul(&v)?;
         let (b, h, n, d) = out.dims4()?;
-        let out = out.transpose(1, 2)?.reshape((b, n, h * d))?;
-        self.to_out.forward(&out)
+        let out = self
+            .to_out
+            .forward(&out.transpose(1, 2)?.reshape((b, n, h * d))?)?;
+        match residual {
+            Some(r) => out + r,
+            None => Ok(out),
+        }
     }
 }
 
@@ -107,16 +135,17 @@ impl GeGluFeedForward {
     }
 }
 
-impl Module for GeGluFeedForward {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl GeGluFeedForward {
+    /// The feed-forward's output plus `residual` (the block's last skip connection).
+    fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let h = forward_linear(&self.proj, x)?;
         if kernels::applies(&[&h]) {
-            return forward_linear(&self.out, &kernels::geglu(&h)?);
+            return forward_linear_add(&self.out, &kernels::geglu(&h)?, residual);
         }
         let half = h.dim(D::Minus1)? / 2;
         let value = h.narrow(D::Minus1, 0, half)?;
         let gate = h.narrow(D::Minus1, half, half)?;
-        self.out.forward(&(value * gate.gelu_erf()?)?)
+        self.out.forward(&(value * gate.gelu_erf()?)?)? + residual
     }
 }
 
@@ -150,12 +179,11 @@ impl BasicTransformerBlock {
     }
 
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let x = (self.attn1.forward(&self.norm1.forward(x)?, None)? + x)?;
-        let x = (self
+        let x = self.attn1.forward_add(&self.norm1.forward(x)?, None, x)?;
+        let x = self
             .attn2
-            .forward(&self.norm2.forward(&x)?, Some(context))?
-            + &x)?;
-        self.ff.forward(&self.norm3.forward(&x)?)? + x
+            .forward_add(&self.norm2.forward(&x)?, Some(context), &x)?;
+        self.ff.forward_add(&self.norm3.forward(&x)?, &x)
     }
 }
 
