@@ -10,7 +10,7 @@
 //! need gradients (a tensor that tracks ops, as in distillation training), other devices
 //! and dtypes keep candle's path.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
@@ -41,27 +41,58 @@ pub fn conv2d(
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_onto(x, None, None)
+    }
+}
+
+impl Conv2d {
+    /// The convolution plus, per image and output channel, `shift` (b, out) — a ResNet
+    /// block's time embedding — and plus `residual` (the output's shape, its skip
+    /// connection). On the CPU inference path both are where the output starts, so they
+    /// cost no extra pass.
+    pub fn forward_onto(
+        &self,
+        x: &Tensor,
+        shift: Option<&Tensor>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let w = self.inner.weight();
         let cfg = self.inner.config();
-        let fast = matches!(x.device(), Device::Cpu)
-            && x.dtype() == DType::F32
-            && w.dtype() == DType::F32
-            && !x.track_op()
-            && !w.track_op()
-            && cfg.groups == 1
-            && cfg.dilation == 1;
-        if !fast {
-            return self.inner.forward(x);
-        }
-        let bias = self.inner.bias();
-        match bias {
-            Some(b) if !kernels::applies(&[b]) => {
-                let out = conv2d_patches(&x.contiguous()?, &w.contiguous()?, None, cfg)?;
-                out.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)
+        let mut extra: Vec<&Tensor> = vec![x, w];
+        extra.extend(self.inner.bias());
+        extra.extend(shift);
+        extra.extend(residual);
+        if !(kernels::applies(&extra) && cfg.groups == 1 && cfg.dilation == 1) {
+            let mut out = self.inner.forward(x)?;
+            if let Some(s) = shift {
+                out = out.broadcast_add(&s.unsqueeze(2)?.unsqueeze(3)?)?;
             }
-            _ => conv2d_patches(&x.contiguous()?, &w.contiguous()?, bias, cfg),
+            return match residual {
+                Some(r) => out + r,
+                None => Ok(out),
+            };
         }
+        conv2d_patches(
+            &x.contiguous()?,
+            &w.contiguous()?,
+            Start {
+                bias: self.inner.bias(),
+                shift,
+                residual,
+            },
+            cfg,
+        )
     }
+}
+
+/// What a convolution's output starts from before the product is added to it.
+struct Start<'a> {
+    /// Per output channel.
+    bias: Option<&'a Tensor>,
+    /// Per image and output channel, (b, out).
+    shift: Option<&'a Tensor>,
+    /// The output's shape.
+    residual: Option<&'a Tensor>,
 }
 
 /// The shape of one image's convolution: its plane (h, w), the kernel's (kh, kw), the output's.
@@ -78,11 +109,11 @@ struct Geometry {
 }
 
 /// Convolution of contiguous f32 CPU tensors through the (c·kh·kw, oh·ow) patch matrix, one
-/// image at a time (one image's patches in memory), each output starting from the bias.
+/// image at a time (one image's patches in memory), each output starting from `start`.
 fn conv2d_patches(
     x: &Tensor,
     w: &Tensor,
-    bias: Option<&Tensor>,
+    start: Start,
     cfg: &candle_nn::Conv2dConfig,
 ) -> Result<Tensor> {
     let (pad, stride) = (cfg.padding, cfg.stride);
@@ -107,14 +138,39 @@ fn conv2d_patches(
     };
     let k = c * kh * kw;
     let n = g.oh * g.ow;
-    let bias = match bias {
-        Some(b) => Some(b.flatten_all()?.to_vec1::<f32>()?),
-        None => None,
+    let mut out = match start.residual {
+        Some(r) if r.dims() != [b, o, g.oh, g.ow] => candle_core::bail!(
+            "conv2d: residual {:?} is not the output's shape {:?}",
+            r.dims(),
+            [b, o, g.oh, g.ow]
+        ),
+        Some(r) => r.flatten_all()?.to_vec1::<f32>()?,
+        None => vec![0f32; b * o * n],
     };
-    if bias.as_ref().is_some_and(|v| v.len() != o) {
-        candle_core::bail!("conv2d: {o} output channels but a bias of another length");
+    // The bias and the shift as one value per (image, output channel).
+    let mut offsets = vec![0f32; b * o];
+    if let Some(bias) = start.bias {
+        let bias = bias.flatten_all()?.to_vec1::<f32>()?;
+        if bias.len() != o {
+            candle_core::bail!("conv2d: {o} output channels but {} biases", bias.len());
+        }
+        offsets
+            .chunks_mut(o)
+            .for_each(|row| row.copy_from_slice(&bias));
     }
-    let mut out = vec![0f32; b * o * n];
+    if let Some(shift) = start.shift {
+        if shift.dims() != [b, o] {
+            candle_core::bail!("conv2d: shift {:?} is not ({b}, {o})", shift.dims());
+        }
+        let shift = shift.flatten_all()?.to_vec1::<f32>()?;
+        offsets.iter_mut().zip(&shift).for_each(|(v, &s)| *v += s);
+    }
+    if start.bias.is_some() || start.shift.is_some() {
+        for (row, &v) in out.chunks_mut(n.max(1)).zip(&offsets) {
+            row.iter_mut().for_each(|x| *x += v);
+        }
+    }
+    let accumulate = start.bias.is_some() || start.shift.is_some() || start.residual.is_some();
     let direct_len = if kh * kw == 1 && stride == 1 && pad == 0 {
         0
     } else {
@@ -135,7 +191,7 @@ fn conv2d_patches(
                         fill_patches(image, &mut cols, g);
                         &cols
                     };
-                    kernels::matmul_rows_bias(dst, kernel, cols, bias.as_deref(), (o, k, n));
+                    kernels::matmul_onto(dst, kernel, cols, (o, k, n), accumulate);
                 }
             })
         })??;
@@ -200,6 +256,7 @@ fn fill_channel(src: &[f32], dst: &mut [f32], g: Geometry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{DType, Device};
 
     /// The patch path against candle's own convolution: 3×3 and 4×4 kernels, strides 1 and
     /// 2, padding, odd sizes, bias, batch 2.
@@ -242,6 +299,44 @@ mod tests {
                 "c{c} o{o} {h}x{w} k{k} s{stride}: max diff {diff}"
             );
         }
+        Ok(())
+    }
+
+    /// The time embedding (per image and channel) and the skip connection added where the
+    /// output starts equal candle's convolution followed by the two adds.
+    #[test]
+    fn shift_and_residual_match_the_separate_adds() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 6, 5), &dev)?;
+        let weight = Tensor::randn(0f32, 1.0, (4, 3, 3, 3), &dev)?;
+        let bias = Tensor::randn(0f32, 1.0, 4, &dev)?;
+        let shift = Tensor::randn(0f32, 1.0, (2, 4), &dev)?;
+        let residual = Tensor::randn(0f32, 1.0, (2, 4, 6, 5), &dev)?;
+        let conv = Conv2d {
+            inner: candle_nn::Conv2d::new(
+                weight,
+                Some(bias),
+                candle_nn::Conv2dConfig {
+                    padding: 1,
+                    ..Default::default()
+                },
+            ),
+        };
+        let reference = (conv
+            .inner
+            .forward(&x)?
+            .broadcast_add(&shift.unsqueeze(2)?.unsqueeze(3)?)?
+            + &residual)?;
+        let fast = conv.forward_onto(&x, Some(&shift), Some(&residual))?;
+        let diff = (fast - reference)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "max diff {diff}");
+        let wrong = Tensor::zeros((2, 4, 5, 5), DType::F32, &dev)?;
+        let err = conv.forward_onto(&x, None, Some(&wrong)).unwrap_err();
+        assert!(err.to_string().contains("not the output's shape"), "{err}");
         Ok(())
     }
 

@@ -281,6 +281,33 @@ unsafe fn attend_tile(
     }
 }
 
+/// The transpose of a 2-D tensor as a new contiguous one, spread over the threads: each
+/// task writes 32 rows of the output, reading 32 contiguous values of every input row
+/// (candle's strided copy goes element by element on one thread, which at load time costs
+/// seconds on SDXL-sized weights).
+pub fn transpose(w: &Tensor) -> Result<Tensor> {
+    const BAND: usize = 32;
+    let w = w.contiguous()?;
+    let (rows, cols) = w.dims2()?;
+    let mut out = vec![0f32; rows * cols];
+    if rows > 0 && cols > 0 {
+        with_data(&w, |src| {
+            out.par_chunks_mut(BAND * rows)
+                .enumerate()
+                .for_each(|(t, dst)| {
+                    let c0 = t * BAND;
+                    let width = dst.len() / rows;
+                    for (r, line) in src.chunks(cols).enumerate() {
+                        for (j, &v) in line[c0..c0 + width].iter().enumerate() {
+                            dst[j * rows + r] = v;
+                        }
+                    }
+                })
+        })?;
+    }
+    Tensor::from_vec(out, (cols, rows), w.device())
+}
+
 /// GEGLU's gate: the last dimension's first half times GELU (erf form) of its second half.
 pub fn geglu(h: &Tensor) -> Result<Tensor> {
     let h = h.contiguous()?;
@@ -375,34 +402,21 @@ pub fn linear(
     Tensor::from_vec(out, dims, x.device())
 }
 
-/// out (o, n) = bias (per row) + w (o, k) · cols (k, n), written into `out`: the product of
-/// one image's convolution.
-pub(crate) fn matmul_rows_bias(
+/// out (o, n) = [out +] w (o, k) · cols (k, n): the product of one image's convolution,
+/// added to what `out` holds when `accumulate`.
+pub(crate) fn matmul_onto(
     out: &mut [f32],
     w: &[f32],
     cols: &[f32],
-    bias: Option<&[f32]>,
     (o, k, n): (usize, usize, usize),
+    accumulate: bool,
 ) {
     debug_assert!(out.len() == o * n && w.len() == o * k && cols.len() == k * n);
-    if let Some(b) = bias {
-        for (row, &v) in out.chunks_mut(n).zip(b) {
-            row.fill(v);
-        }
-    }
     if o == 0 || n == 0 || k == 0 {
         return;
     }
     // SAFETY: the three slices hold exactly the matrices their shapes describe.
-    unsafe {
-        product(
-            out,
-            (w, k),
-            (cols, 1, n as isize),
-            (o, n, k),
-            bias.is_some(),
-        )
-    }
+    unsafe { product(out, (w, k), (cols, 1, n as isize), (o, n, k), accumulate) }
 }
 
 /// dst (m × n, row-major) = [dst +] lhs (m × k, rows `lhs_rs` apart) · rhs (k × n, with

@@ -147,6 +147,17 @@ fn linear_matches_candles_with_bias_residual_and_the_stored_layout() -> Result<(
 }
 
 #[test]
+fn transpose_matches_candles() -> Result<()> {
+    for (r, c) in [(70, 45), (1, 33), (32, 32), (3, 1)] {
+        let w = randn(&[r, c])?;
+        let t = transpose(&w)?;
+        assert!(t.is_contiguous());
+        assert_eq!(max_diff(&t, &w.t()?.contiguous()?)?, 0.0, "{r}x{c}");
+    }
+    Ok(())
+}
+
+#[test]
 fn applies_only_to_f32_cpu_tensors_without_gradients() -> Result<()> {
     let x = randn(&[2, 2])?;
     assert!(applies(&[&x]));

@@ -87,7 +87,7 @@ pub fn for_inference(layer: candle_nn::Linear) -> Result<candle_nn::Linear> {
     if !kernels::applies(&[w]) || w.rank() != 2 {
         return Ok(layer);
     }
-    let transposed = w.t()?.contiguous()?;
+    let transposed = kernels::transpose(w)?;
     Ok(candle_nn::Linear::new(
         transposed.t()?,
         layer.bias().cloned(),

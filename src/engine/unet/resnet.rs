@@ -44,20 +44,21 @@ impl ResnetBlock2D {
 
     /// `temb` is ignored by blocks built without a time embedding (the VAE's).
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
-        let h = match (&self.time_emb_proj, temb) {
-            (Some(proj), Some(t)) => {
-                let t = forward_linear(proj, &t.silu()?)?;
-                h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
-            }
-            _ => h,
+        // The time embedding and the skip connection go where the convolutions' outputs
+        // start (`Conv2d::forward_onto`).
+        let shift = match (&self.time_emb_proj, temb) {
+            (Some(proj), Some(t)) => Some(forward_linear(proj, &t.silu()?)?),
+            _ => None,
         };
-        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
+        let h = self
+            .conv1
+            .forward_onto(&self.norm1.forward_silu(x)?, shift.as_ref(), None)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(x)?,
             None => x.clone(),
         };
-        skip + h
+        self.conv2
+            .forward_onto(&self.norm2.forward_silu(&h)?, None, Some(&skip))
     }
 }
 
