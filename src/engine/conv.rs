@@ -138,15 +138,13 @@ fn conv2d_patches(
     };
     let k = c * kh * kw;
     let n = g.oh * g.ow;
-    let mut out = match start.residual {
-        Some(r) if r.dims() != [b, o, g.oh, g.ow] => candle_core::bail!(
+    if let Some(r) = start.residual.filter(|r| r.dims() != [b, o, g.oh, g.ow]) {
+        candle_core::bail!(
             "conv2d: residual {:?} is not the output's shape {:?}",
             r.dims(),
             [b, o, g.oh, g.ow]
-        ),
-        Some(r) => r.flatten_all()?.to_vec1::<f32>()?,
-        None => vec![0f32; b * o * n],
-    };
+        );
+    }
     // The bias and the shift as one value per (image, output channel).
     let mut offsets = vec![0f32; b * o];
     if let Some(bias) = start.bias {
@@ -165,11 +163,13 @@ fn conv2d_patches(
         let shift = shift.flatten_all()?.to_vec1::<f32>()?;
         offsets.iter_mut().zip(&shift).for_each(|(v, &s)| *v += s);
     }
-    if start.bias.is_some() || start.shift.is_some() {
-        for (row, &v) in out.chunks_mut(n.max(1)).zip(&offsets) {
-            row.iter_mut().for_each(|x| *x += v);
-        }
-    }
+    let mut out = vec![0f32; b * o * n];
+    let add = if start.bias.is_some() || start.shift.is_some() {
+        kernels::Add::PerRow(&offsets)
+    } else {
+        kernels::Add::Nothing
+    };
+    kernels::start_from(&mut out, n, start.residual, add)?;
     let accumulate = start.bias.is_some() || start.shift.is_some() || start.residual.is_some();
     let direct_len = if kh * kw == 1 && stride == 1 && pad == 0 {
         0

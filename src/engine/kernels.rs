@@ -363,25 +363,19 @@ pub fn linear(
         _ => bail!("linear: input {:?} does not end in {i} features", x.dims()),
     }
     let rows = x.elem_count().checked_div(i).unwrap_or(0);
-    let mut out = match residual {
-        Some(r) if r.dims() != dims.as_slice() => {
-            bail!(
-                "linear: residual {:?} is not the output's shape {dims:?}",
-                r.dims()
-            )
-        }
-        Some(r) => values(r)?,
-        None => vec![0f32; rows * o],
-    };
-    if let Some(b) = bias {
-        let b = values(b)?;
-        if b.len() != o {
-            bail!("linear: {o} outputs but {} biases", b.len());
-        }
-        for row in out.chunks_mut(o) {
-            row.iter_mut().zip(&b).for_each(|(v, &b)| *v += b);
-        }
+    if let Some(r) = residual.filter(|r| r.dims() != dims.as_slice()) {
+        bail!(
+            "linear: residual {:?} is not the output's shape {dims:?}",
+            r.dims()
+        );
     }
+    let bias = bias.map(values).transpose()?;
+    if let Some(b) = bias.as_ref().filter(|b| b.len() != o) {
+        bail!("linear: {o} outputs but {} biases", b.len());
+    }
+    let mut out = vec![0f32; rows * o];
+    let add = bias.as_deref().map_or(Add::Nothing, Add::PerColumn);
+    start_from(&mut out, o, residual, add)?;
     if rows > 0 && o > 0 && i > 0 {
         with_data(&x, |xd| {
             with_data(&w, |wd| {
@@ -400,6 +394,62 @@ pub fn linear(
         })??;
     }
     Tensor::from_vec(out, dims, x.device())
+}
+
+/// What [`start_from`] adds to every row of an output.
+#[derive(Clone, Copy)]
+pub(crate) enum Add<'a> {
+    Nothing,
+    /// A row's worth of values (a linear layer's bias).
+    PerColumn(&'a [f32]),
+    /// One value per row (a convolution's bias and shift per image and channel).
+    PerRow(&'a [f32]),
+}
+
+/// Fills `out`, rows of `len` values, with `residual` (the same layout, or nothing) plus
+/// `add`, in parallel: where a product's output starts before gemm accumulates onto it.
+pub(crate) fn start_from(
+    out: &mut [f32],
+    len: usize,
+    residual: Option<&Tensor>,
+    add: Add,
+) -> Result<()> {
+    if len == 0 || (residual.is_none() && matches!(add, Add::Nothing)) {
+        return Ok(());
+    }
+    let fill = |row: usize, dst: &mut [f32], src: Option<&[f32]>| match (src, add) {
+        (Some(s), Add::Nothing) => dst.copy_from_slice(s),
+        (Some(s), Add::PerColumn(b)) => {
+            for ((d, &s), &b) in dst.iter_mut().zip(s).zip(b) {
+                *d = s + b;
+            }
+        }
+        (Some(s), Add::PerRow(v)) => {
+            for (d, &s) in dst.iter_mut().zip(s) {
+                *d = s + v[row];
+            }
+        }
+        (None, Add::Nothing) => {}
+        (None, Add::PerColumn(b)) => dst.copy_from_slice(b),
+        (None, Add::PerRow(v)) => dst.fill(v[row]),
+    };
+    match residual {
+        Some(r) => {
+            let r = r.contiguous()?;
+            with_data(&r, |src| {
+                out.par_chunks_mut(len)
+                    .zip(src.par_chunks(len))
+                    .enumerate()
+                    .for_each(|(row, (dst, src))| fill(row, dst, Some(src)))
+            })
+        }
+        None => {
+            out.par_chunks_mut(len)
+                .enumerate()
+                .for_each(|(row, dst)| fill(row, dst, None));
+            Ok(())
+        }
+    }
 }
 
 /// out (o, n) = [out +] w (o, k) · cols (k, n): the product of one image's convolution,
