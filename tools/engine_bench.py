@@ -12,7 +12,9 @@ guidance 5 (batch 2 through the UNet), PNG written, in both: `arenaxl generate` 
 process (loading included) against diffusers' StableDiffusionXLPipeline in this process
 (from_pretrained to the saved PNG; the interpreter and torch already imported).
 
-    /work/venv-engine/bin/python tools/engine_bench.py --threads 2
+    python tools/engine_bench.py --threads 2 --arenaxl target/release/arenaxl [--pipeline]
+
+(in a virtualenv with torch, diffusers and transformers from PyPI)
 """
 
 import argparse

@@ -53,9 +53,10 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 impl Out {
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY (callers): offsets stay inside the buffer the pointer came from.
-        unsafe { self.0.add(offset) }
+    /// # Safety
+    /// `offset` stays inside the buffer the pointer came from.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
     }
 }
 
