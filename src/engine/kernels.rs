@@ -249,9 +249,7 @@ unsafe fn attend_tile(
     );
     for (row, inv) in scores.chunks_mut(m).zip(inv.iter_mut()) {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        row.iter_mut().for_each(|x| *x -= max);
-        vecmath::exp_in_place(row);
-        *inv = (1.0 / vecmath::sum(row, 0.0, false)) as f32;
+        *inv = (1.0 / vecmath::exp_shifted_sum(row, max)) as f32;
     }
     // out_tile = exp-scores · v_head, then each row divided by its sum.
     let first = (bi * sh.n + row0) * sh.cv + h * sh.dv;

@@ -1,8 +1,9 @@
-//! Element-wise math over f32 slices, written so the compiler vectorises it: e^x, SiLU,
-//! GELU (erf form) times a value, and sums for the normalisation statistics. The scalar
-//! libm calls they replace (`expf`, `erff`) cannot be vectorised; on a UNet call they cost
-//! more than the arithmetic around them. The loops are also compiled for AVX-512 and for
-//! AVX2 with FMA, and the widest the CPU has is chosen at run time.
+//! Element-wise math over f32 slices, written so the compiler vectorises it: e^x (with its
+//! sum, for softmax), SiLU, GELU (erf form) times a value, and sums for the normalisation
+//! statistics. The scalar libm calls they replace (`expf`, `erff`) cannot be vectorised;
+//! on a UNet call they cost more than the arithmetic around them. The loops are also
+//! compiled for AVX-512 and for AVX2 with FMA, and the widest the CPU has is chosen at run
+//! time.
 
 /// Runs `$body` (a loop over slices) compiled for AVX-512 or AVX2+FMA when the CPU has
 /// them, for the baseline otherwise.
@@ -77,9 +78,29 @@ fn erf1(x: f32) -> f32 {
     e.copysign(x)
 }
 
-dispatch!(exp_in_place(xs: &mut [f32]) {
-    for x in xs.iter_mut() {
-        *x = exp1(*x);
+/// Replaces every x by e^(x − shift) and returns their sum (f64 over f32 lanes), in one
+/// pass: a softmax row's numerators and denominator.
+pub fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f64 {
+    let mut total = 0f64;
+    for block in xs.chunks_mut(1024) {
+        let mut acc = [0f32; 16];
+        exp_block(block, shift, &mut acc);
+        total += acc.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    total
+}
+
+dispatch!(exp_block(block: &mut [f32], shift: f32, acc: &mut [f32; 16]) {
+    let mut lanes = block.chunks_exact_mut(16);
+    for chunk in &mut lanes {
+        for (a, x) in acc.iter_mut().zip(chunk.iter_mut()) {
+            *x = exp1(*x - shift);
+            *a += *x;
+        }
+    }
+    for (a, x) in acc.iter_mut().zip(lanes.into_remainder()) {
+        *x = exp1(*x - shift);
+        *a += *x;
     }
 });
 
@@ -135,15 +156,29 @@ mod tests {
     fn exp_is_within_3e7_relative() {
         let xs = grid(-87.0, 88.0, 100_003);
         let mut ys = xs.clone();
-        exp_in_place(&mut ys);
+        exp_shifted_sum(&mut ys, 0.0);
         for (&x, &y) in xs.iter().zip(&ys) {
             let want = (x as f64).exp();
             let rel = ((y as f64 - want) / want).abs();
             assert!(rel < 3e-7, "exp({x}) = {y}, want {want} (rel {rel:e})");
         }
         let mut far = [-1000.0f32, -88.0, 1000.0];
-        exp_in_place(&mut far);
+        exp_shifted_sum(&mut far, 0.0);
         assert!(far[0] >= 0.0 && far[0] < 1e-37 && far[1] < 1e-37 && far[2].is_finite());
+    }
+
+    #[test]
+    fn shifted_exp_and_its_sum_in_one_pass() {
+        let xs = grid(-20.0, 5.0, 2_049);
+        let mut ys = xs.clone();
+        let sum = exp_shifted_sum(&mut ys, 5.0);
+        let mut want = 0f64;
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let e = (x as f64 - 5.0).exp();
+            want += e;
+            assert!(((y as f64 - e) / e).abs() < 3e-7, "exp({x} - 5)");
+        }
+        assert!(((sum - want) / want).abs() < 1e-6);
     }
 
     #[test]
