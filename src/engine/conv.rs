@@ -58,11 +58,11 @@ impl Conv2d {
     ) -> Result<Tensor> {
         let w = self.inner.weight();
         let cfg = self.inner.config();
-        let mut extra: Vec<&Tensor> = vec![x, w];
-        extra.extend(self.inner.bias());
-        extra.extend(shift);
-        extra.extend(residual);
-        if !(kernels::applies(&extra) && cfg.groups == 1 && cfg.dilation == 1) {
+        let mut involved: Vec<&Tensor> = vec![x, w];
+        involved.extend(self.inner.bias());
+        involved.extend(shift);
+        involved.extend(residual);
+        if !(kernels::applies(&involved) && cfg.groups == 1 && cfg.dilation == 1) {
             let mut out = self.inner.forward(x)?;
             if let Some(s) = shift {
                 out = out.broadcast_add(&s.unsqueeze(2)?.unsqueeze(3)?)?;

@@ -61,7 +61,8 @@ impl Out {
 }
 
 /// diffusers' GroupNorm over (b, c, …) with per-channel scale and shift, then SiLU when
-/// `silu`: one read for the statistics (in f64) and one fused write, per (image, group).
+/// `silu`: reads for the statistics (f32 lanes, blocks added in f64) and one fused write,
+/// per (image, group).
 pub fn group_norm(
     x: &Tensor,
     weight: &Tensor,
