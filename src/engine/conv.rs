@@ -148,7 +148,7 @@ fn conv2d_patches(
     // The bias and the shift as one value per (image, output channel).
     let mut offsets = vec![0f32; b * o];
     if let Some(bias) = start.bias {
-        let bias = bias.flatten_all()?.to_vec1::<f32>()?;
+        let bias = kernels::values(bias)?;
         if bias.len() != o {
             candle_core::bail!("conv2d: {o} output channels but {} biases", bias.len());
         }
@@ -160,7 +160,7 @@ fn conv2d_patches(
         if shift.dims() != [b, o] {
             candle_core::bail!("conv2d: shift {:?} is not ({b}, {o})", shift.dims());
         }
-        let shift = shift.flatten_all()?.to_vec1::<f32>()?;
+        let shift = kernels::values(shift)?;
         offsets.iter_mut().zip(&shift).for_each(|(v, &s)| *v += s);
     }
     let mut out = vec![0f32; b * o * n];
@@ -171,18 +171,13 @@ fn conv2d_patches(
     };
     kernels::start_from(&mut out, n, start.residual, add)?;
     let accumulate = start.bias.is_some() || start.shift.is_some() || start.residual.is_some();
-    let direct_len = if kh * kw == 1 && stride == 1 && pad == 0 {
-        0
-    } else {
-        k * n
-    };
-    let mut cols = vec![0f32; direct_len];
+    // A 1×1 kernel at stride 1 reads the image itself as its patch matrix.
+    let direct = kh * kw == 1 && stride == 1 && pad == 0;
+    let mut cols = vec![0f32; if direct { 0 } else { k * n }];
     if o * n > 0 {
         kernels::with_data(x, |input| {
             kernels::with_data(w, |kernel| {
                 let plane = c * h * wd;
-                // A 1×1 kernel at stride 1 reads the image itself as its patch matrix.
-                let direct = kh * kw == 1 && stride == 1 && pad == 0;
                 for (image, dst) in out.chunks_mut(o * n).enumerate() {
                     let image = &input[image * plane..(image + 1) * plane];
                     let cols = if direct {

@@ -34,7 +34,8 @@ pub(crate) fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R>
     Ok(f(&data[start..end]))
 }
 
-fn values(t: &Tensor) -> Result<Vec<f32>> {
+/// A (small) tensor's values, copied out.
+pub(crate) fn values(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 

@@ -97,12 +97,7 @@ pub fn for_inference(layer: candle_nn::Linear) -> Result<candle_nn::Linear> {
 /// A linear layer's forward pass: the bias-fused CPU kernel for f32 inference, candle's
 /// otherwise.
 pub fn forward_linear(layer: &candle_nn::Linear, x: &Tensor) -> Result<Tensor> {
-    let w = layer.weight();
-    if kernels::applies(&[x, w]) && layer.bias().is_none_or(|b| kernels::applies(&[b])) {
-        kernels::linear(x, w, layer.bias(), None)
-    } else {
-        layer.forward(x)
-    }
+    linear_onto(layer, x, None)
 }
 
 /// A linear layer's output plus `residual` (the transformer's skip connections): on the
@@ -112,11 +107,21 @@ pub fn forward_linear_add(
     x: &Tensor,
     residual: &Tensor,
 ) -> Result<Tensor> {
-    let w = layer.weight();
-    if kernels::applies(&[x, w, residual]) && layer.bias().is_none_or(|b| kernels::applies(&[b])) {
-        kernels::linear(x, w, layer.bias(), Some(residual))
-    } else {
-        layer.forward(x)? + residual
+    linear_onto(layer, x, Some(residual))
+}
+
+/// The kernel when every tensor involved allows it, candle's layer (and add) otherwise.
+fn linear_onto(layer: &candle_nn::Linear, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+    let mut involved = vec![x, layer.weight()];
+    involved.extend(layer.bias());
+    involved.extend(residual);
+    if kernels::applies(&involved) {
+        return kernels::linear(x, layer.weight(), layer.bias(), residual);
+    }
+    let out = layer.forward(x)?;
+    match residual {
+        Some(r) => out + r,
+        None => Ok(out),
     }
 }
 

@@ -53,10 +53,6 @@ impl Attention {
             .contiguous()
     }
 
-    pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        self.attend(x, context, None)
-    }
-
     /// The attention's output plus `residual` (the block's skip connection), added where
     /// the output is made.
     pub fn forward_add(
@@ -64,15 +60,6 @@ impl Attention {
         x: &Tensor,
         context: Option<&Tensor>,
         residual: &Tensor,
-    ) -> Result<Tensor> {
-        self.attend(x, context, Some(residual))
-    }
-
-    fn attend(
-        &self,
-        x: &Tensor,
-        context: Option<&Tensor>,
-        residual: Option<&Tensor>,
     ) -> Result<Tensor> {
         let ctx = context.unwrap_or(x);
         if kernels::applies(&[
@@ -89,10 +76,7 @@ impl Attention {
                 forward_linear(&self.to_v, ctx)?,
             );
             let out = kernels::attention(&q, &k, &v, self.heads, self.scale as f32)?;
-            return match residual {
-                Some(r) => forward_linear_add(&self.to_out, &out, r),
-                None => forward_linear(&self.to_out, &out),
-            };
+            return forward_linear_add(&self.to_out, &out, residual);
         }
         let q = self.split_heads(self.to_q.forward(x)?)?;
         let k = self.split_heads(self.to_k.forward(ctx)?)?;
@@ -109,13 +93,9 @@ impl Attention {
         let probs = softmax_last_dim(&scores, self.kernels)?.to_dtype(dtype)?;
         let out = probs.matmul(&v)?;
         let (b, h, n, d) = out.dims4()?;
-        let out = self
-            .to_out
-            .forward(&out.transpose(1, 2)?.reshape((b, n, h * d))?)?;
-        match residual {
-            Some(r) => out + r,
-            None => Ok(out),
-        }
+        self.to_out
+            .forward(&out.transpose(1, 2)?.reshape((b, n, h * d))?)?
+            + residual
     }
 }
 
