@@ -52,7 +52,12 @@ fn exp1(x: f32) -> f32 {
     // Adding and subtracting 1.5·2²³ rounds to the nearest integer in plain float ops.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.3);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
+    // n as an integer, read off t's mantissa (t's last bit is worth 1 there): `n as i32`
+    // is Rust's saturating cast, which compiles to one scalar conversion per lane and had
+    // made this loop several times slower than its arithmetic.
+    let ni = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_2e-3;
@@ -61,7 +66,7 @@ fn exp1(x: f32) -> f32 {
     p = p * r + 0.166_666_65;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    y * f32::from_bits(((ni + 127) << 23) as u32)
 }
 
 /// erf(x) by Abramowitz & Stegun 7.1.26 (absolute error under 1.5e-7), odd in x.
@@ -113,6 +118,26 @@ dispatch!(silu_in_place(xs: &mut [f32]) {
 dispatch!(gelu_times(out: &mut [f32], value: &[f32], gate: &[f32]) {
     for ((o, &v), &g) in out.iter_mut().zip(value).zip(gate) {
         *o = v * (0.5 * g * (1.0 + erf1(g * std::f32::consts::FRAC_1_SQRT_2)));
+    }
+});
+
+/// The largest value (−∞ for none; NaNs are passed over), in 16 lanes: a fold with
+/// `f32::max` is not vectorised and, over a softmax row, costs as much as its exponentials.
+pub fn max(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 16];
+    max_lanes(xs, &mut acc);
+    acc.into_iter().fold(f32::NEG_INFINITY, f32::max)
+}
+
+dispatch!(max_lanes(xs: &[f32], acc: &mut [f32; 16]) {
+    let mut lanes = xs.chunks_exact(16);
+    for chunk in &mut lanes {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(lanes.remainder()) {
+        *a = if x > *a { x } else { *a };
     }
 });
 
@@ -202,6 +227,22 @@ mod tests {
                 "{v} * gelu({x}) = {g}, want {want_gelu}"
             );
         }
+    }
+
+    #[test]
+    fn max_is_the_largest_value_whatever_its_place() {
+        for n in [0usize, 1, 15, 16, 17, 1024, 1_031] {
+            let xs: Vec<f32> = (0..n).map(|i| ((i * 7919) % 997) as f32 - 500.0).collect();
+            let want = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max(&xs), want, "{n} values");
+            for at in [0, n / 2, n.saturating_sub(1)].into_iter().filter(|_| n > 0) {
+                let mut ys = xs.clone();
+                ys[at] = 1e30;
+                assert_eq!(max(&ys), 1e30, "{n} values, the largest at {at}");
+            }
+        }
+        assert_eq!(max(&[f32::NAN, -3.0, f32::NAN]), -3.0);
+        assert_eq!(max(&[f32::NEG_INFINITY; 20]), f32::NEG_INFINITY);
     }
 
     #[test]
