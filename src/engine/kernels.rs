@@ -49,14 +49,18 @@ fn parallelism() -> Parallelism {
 
 /// A pointer handed to the tasks of one parallel loop, each writing its own disjoint part.
 #[derive(Clone, Copy)]
-struct Out(*mut f32);
+pub(crate) struct Out(*mut f32);
 // SAFETY: every task writes a region no other task touches, and the buffer outlives the loop.
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 impl Out {
+    pub(crate) fn new(buffer: &mut [f32]) -> Out {
+        Out(buffer.as_mut_ptr())
+    }
+
     /// # Safety
     /// `offset` stays inside the buffer the pointer came from.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
         self.0.add(offset)
     }
 }
@@ -250,7 +254,7 @@ unsafe fn attend_tile(
         Parallelism::None,
     );
     for (row, inv) in scores.chunks_mut(m).zip(inv.iter_mut()) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let max = vecmath::max(row);
         *inv = (1.0 / vecmath::exp_shifted_sum(row, max)) as f32;
     }
     // out_tile = exp-scores · v_head, then each row divided by its sum.
@@ -453,21 +457,30 @@ pub(crate) fn start_from(
     }
 }
 
-/// out (o, n) = [out +] w (o, k) · cols (k, n): the product of one image's convolution,
-/// added to what `out` holds when `accumulate`.
-pub(crate) fn matmul_onto(
-    out: &mut [f32],
-    w: &[f32],
-    cols: &[f32],
-    (o, k, n): (usize, usize, usize),
+/// dst (m × n, rows `dst_rs` apart) = [dst +] lhs (m × k, rows `lhs_rs` apart) · rhs (k × n,
+/// rows `rhs_rs` apart), on the calling thread: one block of a product whose blocks run
+/// in parallel.
+///
+/// # Safety
+/// `dst` and the slices reach every element their shapes and strides describe, and no
+/// other thread touches the block of `dst` while this runs.
+pub(crate) unsafe fn product_block(
+    dst: *mut f32,
+    dst_rs: usize,
+    (lhs, lhs_rs): (&[f32], usize),
+    (rhs, rhs_rs): (&[f32], usize),
+    (m, n, k): (usize, usize, usize),
     accumulate: bool,
 ) {
-    debug_assert!(out.len() == o * n && w.len() == o * k && cols.len() == k * n);
-    if o == 0 || n == 0 || k == 0 {
-        return;
-    }
-    // SAFETY: the three slices hold exactly the matrices their shapes describe.
-    unsafe { product(out, (w, k), (cols, 1, n as isize), (o, n, k), accumulate) }
+    let rhs = (rhs, 1, rhs_rs as isize);
+    multiply(
+        (dst, dst_rs),
+        (lhs, lhs_rs),
+        rhs,
+        (m, n, k),
+        accumulate,
+        Parallelism::None,
+    )
 }
 
 /// dst (m × n, row-major) = [dst +] lhs (m × k, rows `lhs_rs` apart) · rhs (k × n, with
@@ -478,18 +491,37 @@ pub(crate) fn matmul_onto(
 /// Each slice must hold every element its shape and strides reach.
 unsafe fn product(
     dst: &mut [f32],
+    lhs: (&[f32], usize),
+    rhs: (&[f32], isize, isize),
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+) {
+    let dst = (dst.as_mut_ptr(), n);
+    multiply(dst, lhs, rhs, (m, n, k), accumulate, parallelism())
+}
+
+/// gemm's call for the row-major f32 products above.
+///
+/// # Safety
+/// As for [`product_block`], with `rhs`' column stride as given.
+unsafe fn multiply(
+    (dst, dst_rs): (*mut f32, usize),
     (lhs, lhs_rs): (&[f32], usize),
     (rhs, rhs_cs, rhs_rs): (&[f32], isize, isize),
     (m, n, k): (usize, usize, usize),
     accumulate: bool,
+    threads: Parallelism,
 ) {
+    if m == 0 || n == 0 {
+        return;
+    }
     gemm(
         m,
         n,
         k,
-        dst.as_mut_ptr(),
+        dst,
         1,
-        n as isize,
+        dst_rs as isize,
         accumulate,
         lhs.as_ptr(),
         1,
@@ -502,7 +534,7 @@ unsafe fn product(
         false,
         false,
         false,
-        parallelism(),
+        threads,
     )
 }
 

@@ -235,7 +235,10 @@ mod tests {
             let xs: Vec<f32> = (0..n).map(|i| ((i * 7919) % 997) as f32 - 500.0).collect();
             let want = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(max(&xs), want, "{n} values");
-            for at in [0, n / 2, n.saturating_sub(1)].into_iter().filter(|_| n > 0) {
+            for at in [0, n / 2, n.saturating_sub(1)]
+                .into_iter()
+                .filter(|_| n > 0)
+            {
                 let mut ys = xs.clone();
                 ys[at] = 1e30;
                 assert_eq!(max(&ys), 1e30, "{n} values, the largest at {at}");
