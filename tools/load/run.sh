@@ -9,7 +9,8 @@
 # Needs: a release build (cargo build --release), wrk and pgbench (Debian), Postgres at
 # $PGURL (default postgres://postgres@127.0.0.1:5432). Usage: tools/load/run.sh [SERVERS]
 # SERVERS > 1 starts that many `serve` processes on the database and spreads the wrk
-# threads over them (one balance: see the scheduler docs).
+# threads over them (one balance: see the scheduler docs). SETUP_ARGS passes options to
+# `bench votes-setup` (e.g. SETUP_ARGS="--models 10" for 45 model pairs instead of 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -42,7 +43,7 @@ PG_TPS=$(pgbench -n -c 16 -j 2 -T "$SECONDS_EACH" -f "$WORK/insert.sql" "$PGURL/
 psql -q "$PGURL/$DB" -c "DROP TABLE pgbench_votes" >/dev/null
 
 # 2. The platform: the bench study, then the servers with the limits out of the way.
-DATABASE_URL="$PGURL/$DB" "$BIN" bench votes-setup --data-dir "$WORK/data" >/dev/null
+DATABASE_URL="$PGURL/$DB" "$BIN" bench votes-setup --data-dir "$WORK/data" ${SETUP_ARGS:-} >/dev/null
 export ARENAXL_JOIN_PER_SEC=1000000 ARENAXL_JOIN_BURST=1000000 \
        ARENAXL_VOTE_PER_SEC=1000000 ARENAXL_VOTE_BURST=1000000
 URLS=()
