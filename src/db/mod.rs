@@ -3,6 +3,7 @@
 //! Migrations live in `migrations/` at the top of the repository.
 
 pub mod admins;
+pub mod batch;
 pub mod content;
 pub mod dashboard;
 pub mod distill;
@@ -60,6 +61,10 @@ use sqlx::{ConnectOptions, Executor};
 pub struct Db {
     pub pool: PgPool,
     pub relaxed: PgPool,
+    /// Votes written on `pool`, several per statement and commit under load.
+    pub votes: batch::Batcher<participation::VoteInput, participation::VoteResult>,
+    /// Participants' state for `next`, read on `pool`, several per statement under load.
+    pub states: batch::Batcher<String, Option<participation::ParticipantState>>,
 }
 
 /// How long a request waits for a connection before giving up. Short, so that with the
@@ -90,7 +95,12 @@ impl Db {
             .connect_lazy_with(options);
         first_connection(&pool).await?;
         first_connection(&relaxed).await?;
-        Ok(Db { pool, relaxed })
+        Ok(Db {
+            votes: batch::votes(pool.clone()),
+            states: batch::states(pool.clone()),
+            pool,
+            relaxed,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {

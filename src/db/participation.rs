@@ -1,5 +1,6 @@
 //! Queries behind the participant flow: participants, assignments and votes. Each step is
-//! one statement, so a vote cycle costs three round trips.
+//! one statement, so a vote cycle costs three round trips; the participant read and the
+//! vote take several requests at once (`super::batch` shares them under load).
 
 use super::DbError;
 use chrono::{DateTime, Utc};
@@ -131,22 +132,57 @@ pub async fn participant_state(
     pool: &PgPool,
     token_hash: &str,
 ) -> Result<Option<ParticipantState>, DbError> {
-    let row = sqlx::query_as::<_, ParticipantState>(&format!(
-        "SELECT {COLUMNS_OF_S}, p.id AS participant_id, p.votes_done, \
-           p.prolific_pid IS NOT NULL AS is_prolific, \
-           o.id AS open_assignment, o.text AS open_prompt, \
-           ARRAY(SELECT a.prompt_id FROM assignments a WHERE a.participant_id = p.id AND NOT a.gold ORDER BY a.id) AS seen_prompts, \
-           ARRAY(SELECT a.model_pair_id FROM assignments a WHERE a.participant_id = p.id AND NOT a.gold ORDER BY a.id) AS seen_model_pairs \
-         FROM participant_tokens t JOIN participants p ON p.id = t.participant_id JOIN studies s ON s.id = p.study_id \
-         LEFT JOIN LATERAL ( \
-           SELECT a.id, pr.text FROM assignments a JOIN prompts pr ON pr.id = a.prompt_id \
-           WHERE a.participant_id = p.id AND a.closed_at IS NULL) o ON TRUE \
-         WHERE t.token_hash = $1"
+    let mut states = participant_states(pool, &[token_hash.to_string()]).await?;
+    Ok(states.pop().flatten())
+}
+
+/// [`participant_state`] for several tokens in one statement, in their order (requests
+/// sharing a statement under load: see [`super::batch`]).
+pub async fn participant_states(
+    pool: &PgPool,
+    tokens: &[String],
+) -> Result<Vec<Option<ParticipantState>>, DbError> {
+    #[derive(FromRow)]
+    struct Row {
+        n: i64,
+        #[sqlx(flatten)]
+        state: ParticipantState,
+    }
+    let rows = sqlx::query_as::<_, Row>(&format!(
+        // Each token looked up by its own lateral subquery, kept apart by OFFSET 0 (else the
+        // planner merges it into one join and, on small tables, hashes whole tables per
+        // statement): index lookups whatever the array's length and the tables' sizes.
+        "SELECT i.n, x.* FROM unnest($1::text[]) WITH ORDINALITY AS i(token_hash, n) \
+         JOIN LATERAL ( \
+           SELECT {COLUMNS_OF_S}, p.id AS participant_id, p.votes_done, \
+             p.prolific_pid IS NOT NULL AS is_prolific, \
+             o.id AS open_assignment, o.text AS open_prompt, \
+             ARRAY(SELECT a.prompt_id FROM assignments a WHERE a.participant_id = p.id AND NOT a.gold ORDER BY a.id) AS seen_prompts, \
+             ARRAY(SELECT a.model_pair_id FROM assignments a WHERE a.participant_id = p.id AND NOT a.gold ORDER BY a.id) AS seen_model_pairs \
+           FROM participant_tokens t JOIN participants p ON p.id = t.participant_id JOIN studies s ON s.id = p.study_id \
+           LEFT JOIN LATERAL ( \
+             SELECT a.id, pr.text FROM assignments a JOIN prompts pr ON pr.id = a.prompt_id \
+             WHERE a.participant_id = p.id AND a.closed_at IS NULL) o ON TRUE \
+           WHERE t.token_hash = i.token_hash OFFSET 0) x ON TRUE"
     ))
-    .bind(token_hash)
-    .fetch_optional(pool)
+    .bind(tokens)
+    .fetch_all(pool)
     .await?;
-    Ok(row)
+    let mut states: Vec<Option<ParticipantState>> = tokens.iter().map(|_| None).collect();
+    for row in rows {
+        let Some(slot) = usize::try_from(row.n - 1)
+            .ok()
+            .and_then(|i| states.get_mut(i))
+        else {
+            return Err(DbError::Corrupt(format!(
+                "batch row {} of {}",
+                row.n,
+                tokens.len()
+            )));
+        };
+        *slot = Some(row.state);
+    }
+    Ok(states)
 }
 
 /// What became of an assignment the scheduler chose.
@@ -283,6 +319,15 @@ pub struct VoteResult {
     pub status_open: bool,
 }
 
+/// One vote as the participant sent it.
+#[derive(Debug, Clone)]
+pub struct VoteInput {
+    pub assignment_id: Uuid,
+    pub token_hash: String,
+    pub choice: Choice,
+    pub response_ms: Option<i32>,
+}
+
 /// Records a vote if the assignment exists, belongs to the token's participant, its study
 /// takes votes, the choice is offered, the participant's target is not reached and no vote
 /// is there yet; counts it and closes the assignment in the same statement.
@@ -292,58 +337,77 @@ pub struct VoteResult {
 /// The server's own measure is stored beside it, and the vote is flagged `fast` when
 /// either is below the study's threshold — a client cannot hide a fast vote by claiming
 /// a slow one.
-pub async fn record_vote(
-    pool: &PgPool,
-    assignment_id: Uuid,
-    token_hash: &str,
-    choice: Choice,
-    response_ms: Option<i32>,
-) -> Result<VoteResult, DbError> {
-    let row = sqlx::query_as::<_, VoteResult>(
-        "WITH a AS ( \
-           SELECT a.id, a.participant_id, a.pair_id, a.study_id, a.left_image, s.fast_vote_ms, \
-             s.stop_when_decided, s.vote_budget, s.status = 'open' AS status_open, \
-             EXISTS (SELECT 1 FROM participant_tokens t WHERE t.participant_id = a.participant_id AND t.token_hash = $2) AS mine, \
+pub async fn record_vote(pool: &PgPool, vote: &VoteInput) -> Result<VoteResult, DbError> {
+    let mut results = record_votes(pool, &[vote]).await?;
+    results
+        .pop()
+        .ok_or_else(|| DbError::Corrupt("a vote statement answered no row".into()))
+}
+
+/// [`record_vote`] for several votes in one statement, the results in the votes' order.
+/// The counters of a pair or participant that several votes touch are raised once by
+/// their number (a row is updated once per statement), pairs in id order so that
+/// concurrent batches lock them in the same order.
+pub async fn record_votes(pool: &PgPool, votes: &[&VoteInput]) -> Result<Vec<VoteResult>, DbError> {
+    let ids: Vec<Uuid> = votes.iter().map(|v| v.assignment_id).collect();
+    let tokens: Vec<&str> = votes.iter().map(|v| v.token_hash.as_str()).collect();
+    let choices: Vec<&str> = votes.iter().map(|v| v.choice.as_str()).collect();
+    let response: Vec<Option<i32>> = votes.iter().map(|v| v.response_ms).collect();
+    let vote_ids: Vec<Uuid> = votes.iter().map(|_| Uuid::new_v4()).collect();
+    let rows = sqlx::query_as::<_, VoteResult>(
+        "WITH i AS ( \
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::uuid[]) WITH ORDINALITY \
+             AS i(assignment_id, token_hash, choice, response_ms, vote_id, n)), \
+         a AS ( \
+           SELECT i.n, i.vote_id, i.choice, i.response_ms, x.* FROM i JOIN LATERAL ( \
+           SELECT a.id, a.participant_id, a.pair_id, a.study_id, \
+             a.left_image, s.fast_vote_ms, s.stop_when_decided, s.vote_budget, s.status = 'open' AS status_open, \
+             t.token_hash IS NOT NULL AS mine, \
              s.status IN ('open', 'closing') AS study_open, \
-             ($3 IN ('left', 'right') OR ($3 = 'tie' AND s.allow_tie) OR ($3 = 'both_bad' AND s.allow_both_bad)) AS allowed, \
+             (i.choice IN ('left', 'right') OR (i.choice = 'tie' AND s.allow_tie) OR (i.choice = 'both_bad' AND s.allow_both_bad)) AS allowed, \
              p.votes_done < s.votes_per_participant AS room, \
              EXISTS (SELECT 1 FROM votes v WHERE v.assignment_id = a.id) AS voted, \
              CASE WHEN a.left_served_at IS NOT NULL AND a.right_served_at IS NOT NULL THEN \
                LEAST(extract(epoch FROM now() - GREATEST(a.left_served_at, a.right_served_at)) * 1000, 2147483647)::int END AS server_ms, \
              LEAST(extract(epoch FROM now() - a.issued_at) * 1000, 2147483647)::int AS issued_ms \
            FROM assignments a JOIN participants p ON p.id = a.participant_id JOIN studies s ON s.id = a.study_id \
-           WHERE a.id = $1), \
+             LEFT JOIN participant_tokens t ON t.token_hash = i.token_hash AND t.participant_id = a.participant_id \
+           WHERE a.id = i.assignment_id) x ON TRUE), \
          ins AS ( \
            INSERT INTO votes (id, assignment_id, choice, response_ms, server_ms, fast) \
-           SELECT $5, a.id, $3, COALESCE($4, a.server_ms, a.issued_ms), a.server_ms, \
-             COALESCE($4, a.server_ms, a.issued_ms) < a.fast_vote_ms OR COALESCE(a.server_ms < a.fast_vote_ms, FALSE) \
-           FROM a WHERE a.mine AND a.study_open AND a.allowed AND a.room \
-           ON CONFLICT (assignment_id) DO NOTHING RETURNING assignment_id), \
+           SELECT a.vote_id, a.id, a.choice, COALESCE(a.response_ms, a.server_ms, a.issued_ms), a.server_ms, \
+             COALESCE(a.response_ms, a.server_ms, a.issued_ms) < a.fast_vote_ms OR COALESCE(a.server_ms < a.fast_vote_ms, FALSE) \
+           FROM a WHERE a.mine AND a.study_open AND a.allowed AND a.room ORDER BY a.n \
+           ON CONFLICT (assignment_id) DO NOTHING RETURNING id, assignment_id), \
+         done AS (SELECT a.* FROM a JOIN ins ON ins.id = a.vote_id), \
          up AS ( \
-           UPDATE participants SET votes_done = votes_done + 1 \
-           WHERE id = (SELECT participant_id FROM a) AND EXISTS (SELECT 1 FROM ins) RETURNING id), \
+           UPDATE participants p SET votes_done = p.votes_done + c.k \
+           FROM (SELECT participant_id, count(*)::int AS k FROM done GROUP BY participant_id ORDER BY participant_id) c \
+           WHERE p.id = c.participant_id RETURNING p.id), \
          upp AS ( \
-           UPDATE pairs SET votes = votes + 1, a_left = a_left + (image_a = (SELECT left_image FROM a))::int \
-           WHERE id = (SELECT pair_id FROM a) AND EXISTS (SELECT 1 FROM ins) RETURNING id), \
+           UPDATE pairs pp SET votes = pp.votes + c.k, a_left = pp.a_left + c.l \
+           FROM (SELECT d.pair_id, count(*) AS k, sum((q.image_a = d.left_image)::int) AS l \
+                 FROM done d JOIN pairs q ON q.id = d.pair_id GROUP BY d.pair_id ORDER BY d.pair_id) c \
+           WHERE pp.id = c.pair_id RETURNING pp.id), \
          cl AS ( \
-           UPDATE assignments SET closed_at = now() \
-           WHERE id = $1 AND EXISTS (SELECT 1 FROM ins) RETURNING id) \
-         SELECT EXISTS (SELECT 1 FROM a) AS found, COALESCE((SELECT mine FROM a), FALSE) AS mine, \
-           COALESCE((SELECT study_open FROM a), FALSE) AS study_open, COALESCE((SELECT allowed FROM a), FALSE) AS allowed, \
-           COALESCE((SELECT room FROM a), FALSE) AS room, COALESCE((SELECT voted FROM a), FALSE) AS voted, \
-           EXISTS (SELECT 1 FROM ins) AS inserted, (SELECT pair_id FROM a) AS pair_id, (SELECT study_id FROM a) AS study_id, \
-           (SELECT p.image_a = a.left_image FROM a JOIN pairs p ON p.id = a.pair_id) AS a_left, \
-           COALESCE((SELECT stop_when_decided FROM a), FALSE) AS stop_when_decided, \
-           (SELECT vote_budget FROM a) AS vote_budget, COALESCE((SELECT status_open FROM a), FALSE) AS status_open",
+           UPDATE assignments SET closed_at = now() WHERE id IN (SELECT assignment_id FROM ins) RETURNING id) \
+         SELECT a.id IS NOT NULL AS found, COALESCE(a.mine, FALSE) AS mine, \
+           COALESCE(a.study_open, FALSE) AS study_open, COALESCE(a.allowed, FALSE) AS allowed, \
+           COALESCE(a.room, FALSE) AS room, COALESCE(a.voted, FALSE) AS voted, \
+           EXISTS (SELECT 1 FROM ins WHERE ins.id = i.vote_id) AS inserted, a.pair_id, a.study_id, \
+           (SELECT q.image_a = a.left_image FROM pairs q WHERE q.id = a.pair_id) AS a_left, \
+           COALESCE(a.stop_when_decided, FALSE) AS stop_when_decided, a.vote_budget, \
+           COALESCE(a.status_open, FALSE) AS status_open \
+         FROM i LEFT JOIN a ON a.n = i.n ORDER BY i.n",
     )
-    .bind(assignment_id)
-    .bind(token_hash)
-    .bind(choice.as_str())
-    .bind(response_ms)
-    .bind(Uuid::new_v4())
-    .fetch_one(pool)
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(&choices)
+    .bind(&response)
+    .bind(&vote_ids)
+    .fetch_all(pool)
     .await?;
-    Ok(row)
+    Ok(rows)
 }
 
 /// The stored files an assignment shows (the broken one on a gold check's broken side),

@@ -183,7 +183,9 @@ pub async fn next(
     scheduler: &Scheduler,
     token: &ParticipantToken,
 ) -> Result<(Study, Next), StudyError> {
-    let mut state = q::participant_state(&db.pool, &token.hash())
+    let mut state = db
+        .states
+        .run(token.hash())
         .await?
         .ok_or(StudyError::Unauthenticated)?;
     let study = Study::try_from(state.study)?;
@@ -290,7 +292,9 @@ pub async fn next(
                 if pair.is_some() {
                     lock(&plan).unissue(id);
                 }
-                state = q::participant_state(&db.pool, &token.hash())
+                state = db
+                    .states
+                    .run(token.hash())
                     .await?
                     .ok_or(StudyError::Unauthenticated)?;
             }
@@ -421,7 +425,13 @@ pub async fn vote(
             ));
         }
     }
-    let r = q::record_vote(&db.pool, assignment_id, &token.hash(), choice, response_ms).await?;
+    let vote = q::VoteInput {
+        assignment_id,
+        token_hash: token.hash(),
+        choice,
+        response_ms,
+    };
+    let r = db.votes.run(vote).await?;
     if !r.found {
         return Err(StudyError::NotFound("assignment".into()));
     }

@@ -317,3 +317,88 @@ async fn gold_checks_compare_an_image_with_its_broken_version_and_record_the_ans
     .unwrap();
     assert_eq!((totals.gold_votes, totals.gold_failed), (4, 2));
 }
+
+/// Several votes in one statement (what the vote writer does under load): each gets the
+/// outcome it would get alone, in order — a repeat in the same batch is not counted twice,
+/// a foreign token and an unknown assignment record nothing — and the counters of the one
+/// pair they share are raised by the number of votes stored, not once per statement.
+#[tokio::test]
+async fn a_batch_of_votes_is_recorded_as_each_alone() {
+    use arenaxl::db::participation::{record_votes, VoteInput};
+    use arenaxl::domain::Choice;
+    use arenaxl::study::participation::ParticipantToken;
+    let app = TestApp::spawn().await;
+    // One prompt, two models: every participant sees the same pair.
+    app.ready_study("batch", 3, 0.0, 1, &["a", "b"]).await;
+    let mut people = Vec::new();
+    for pid in ["P1", "P2", "P3"] {
+        let token = app.join("batch", pid).await;
+        let next = app.next(&token).await;
+        let id: uuid::Uuid = next["assignment_id"].as_str().unwrap().parse().unwrap();
+        people.push((ParticipantToken(token).hash(), id));
+    }
+    let vote = |who: usize, of: usize, choice: Choice| VoteInput {
+        assignment_id: people[of].1,
+        token_hash: people[who].0.clone(),
+        choice,
+        response_ms: Some(1500),
+    };
+    let unknown = VoteInput {
+        assignment_id: uuid::Uuid::new_v4(),
+        ..vote(0, 0, Choice::Left)
+    };
+    let batch = [
+        vote(0, 0, Choice::Left),
+        vote(0, 0, Choice::Right),
+        vote(2, 1, Choice::Left),
+        vote(2, 2, Choice::Tie),
+        unknown,
+    ];
+    let rows = record_votes(&app.db.pool, &batch.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let flags: Vec<(bool, bool, bool)> =
+        rows.iter().map(|r| (r.found, r.mine, r.inserted)).collect();
+    assert_eq!(
+        flags,
+        [
+            (true, true, true),
+            (true, true, false),
+            (true, false, false),
+            (true, true, true),
+            (false, false, false)
+        ]
+    );
+    assert_eq!(app.count("SELECT count(*) FROM votes").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM votes WHERE choice = 'left'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT votes::bigint FROM pairs").await, 2);
+    // Model A's side counted for both stored votes.
+    let a_left = app
+        .count(
+            "SELECT count(*) FROM votes v JOIN assignments a ON a.id = v.assignment_id \
+             JOIN pairs p ON p.id = a.pair_id WHERE a.left_image = p.image_a",
+        )
+        .await;
+    assert_eq!(app.count("SELECT a_left::bigint FROM pairs").await, a_left);
+    assert_eq!(
+        app.count("SELECT sum(votes_done)::bigint FROM participants")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM assignments WHERE closed_at IS NULL")
+            .await,
+        1
+    );
+    // P2 still votes on their own assignment afterwards.
+    let p2 = [vote(1, 1, Choice::Right)];
+    let rows = record_votes(&app.db.pool, &p2.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert!(rows[0].inserted);
+    assert_eq!(app.count("SELECT votes::bigint FROM pairs").await, 3);
+}

@@ -1,0 +1,160 @@
+//! Statements shared by concurrent requests. Under load most of Postgres' time per request
+//! goes to a statement's fixed costs — a round trip, starting the executor for a plan with
+//! many parts, a commit — not to the rows. A [`Batcher`] lets requests that arrive while
+//! earlier ones are being written share the next statement: a request finding the writer
+//! idle runs alone at once (no added wait); while it is busy, requests queue, and it then
+//! takes up to [`MAX_BATCH`] of them in one statement.
+//!
+//! A batch that fails for any reason (the database gone, a deadlock with another process)
+//! is not retried as a batch: each of its requests runs alone, so every caller gets its own
+//! precise outcome or error.
+
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::participation::{
+    participant_state, participant_states, record_vote, record_votes, ParticipantState, VoteInput,
+    VoteResult,
+};
+use super::DbError;
+
+/// Requests served by one statement at most.
+pub const MAX_BATCH: usize = 64;
+/// Requests waiting for a writer; beyond that a request runs alone.
+const QUEUE: usize = 4096;
+
+/// The statement for one request.
+pub type One<I, O> = fn(PgPool, I) -> BoxFuture<'static, Result<O, DbError>>;
+/// The statement for several, answering in their order.
+pub type Many<I, O> = fn(PgPool, Vec<I>) -> BoxFuture<'static, Result<Vec<O>, DbError>>;
+
+struct Job<I, O> {
+    input: I,
+    reply: oneshot::Sender<Result<O, DbError>>,
+}
+
+/// Runs requests of one kind, batched under load; cheap to clone.
+pub struct Batcher<I, O> {
+    pool: PgPool,
+    one: One<I, O>,
+    queue: mpsc::Sender<Job<I, O>>,
+}
+
+impl<I, O> Clone for Batcher<I, O> {
+    fn clone(&self) -> Self {
+        Batcher {
+            pool: self.pool.clone(),
+            one: self.one,
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<I, O> std::fmt::Debug for Batcher<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher")
+            .field("waiting", &(QUEUE - self.queue.capacity()))
+            .finish()
+    }
+}
+
+impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// Starts the writer on the current tokio runtime. One statement of a kind in flight
+    /// at a time: measured with 64 connections on two cores, one writer reached 1,935–1,970
+    /// vote cycles/s, two 1,561, four 1,310 — every statement more in flight makes the
+    /// batches smaller, and their fixed cost is what batching saves.
+    pub fn start(pool: PgPool, one: One<I, O>, many: Many<I, O>) -> Self {
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(pool.clone(), one, many, jobs));
+        Batcher { pool, one, queue }
+    }
+
+    /// Runs one request, in the next batch; alone when the queue is full or the writer
+    /// are gone (their runtime ended).
+    pub async fn run(&self, input: I) -> Result<O, DbError> {
+        let (reply, answer) = oneshot::channel();
+        let input = match self.queue.try_send(Job { input, reply }) {
+            Ok(()) => {
+                return match answer.await {
+                    Ok(result) => result,
+                    // The writer was dropped with the request (its runtime shut down):
+                    // whether a write happened is unknown, so the caller is told to try
+                    // again, as when the database is unreachable.
+                    Err(_) => Err(DbError::Sql(sqlx::Error::WorkerCrashed)),
+                };
+            }
+            Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
+                job.input
+            }
+        };
+        (self.one)(self.pool.clone(), input).await
+    }
+}
+
+/// Takes whatever requests are waiting (at least one, at most [`MAX_BATCH`]) and runs them.
+async fn writer<I: Clone + Send + 'static, O: Send + 'static>(
+    pool: PgPool,
+    one: One<I, O>,
+    many: Many<I, O>,
+    mut jobs: mpsc::Receiver<Job<I, O>>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        match jobs.recv().await {
+            Some(job) => batch.push(job),
+            None => return,
+        }
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if batch.len() > 1 {
+            let inputs = batch.iter().map(|j| j.input.clone()).collect();
+            match many(pool.clone(), inputs).await {
+                Ok(outputs) if outputs.len() == batch.len() => {
+                    for (job, output) in batch.into_iter().zip(outputs) {
+                        job.reply.send(Ok(output)).ok();
+                    }
+                    continue;
+                }
+                Ok(outputs) => tracing::error!(
+                    "a batch of {} answered {} times; running each alone",
+                    batch.len(),
+                    outputs.len()
+                ),
+                Err(e) => tracing::warn!(
+                    "a batch of {} failed ({e}); running each alone",
+                    batch.len()
+                ),
+            }
+        }
+        for job in batch {
+            let result = one(pool.clone(), job.input).await;
+            job.reply.send(result).ok();
+        }
+    }
+}
+
+/// Votes, recorded as [`record_vote`] does, several per statement and commit under load.
+pub fn votes(pool: PgPool) -> Batcher<VoteInput, VoteResult> {
+    Batcher::start(
+        pool,
+        |pool, vote| async move { record_vote(&pool, &vote).await }.boxed(),
+        |pool, votes| {
+            async move { record_votes(&pool, &votes.iter().collect::<Vec<_>>()).await }.boxed()
+        },
+    )
+}
+
+/// Participants' state by token hash, as [`participant_state`] reads it.
+pub fn states(pool: PgPool) -> Batcher<String, Option<ParticipantState>> {
+    Batcher::start(
+        pool,
+        |pool, token| async move { participant_state(&pool, &token).await }.boxed(),
+        |pool, tokens| async move { participant_states(&pool, &tokens).await }.boxed(),
+    )
+}
