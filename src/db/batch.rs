@@ -5,9 +5,15 @@
 //! idle runs alone at once (no added wait); while it is busy, requests queue, and it then
 //! takes up to [`MAX_BATCH`] of them in one statement.
 //!
-//! A batch that fails for any reason (the database gone, a deadlock with another process)
-//! is not retried as a batch: each of its requests runs alone, so every caller gets its own
-//! precise outcome or error.
+//! A batch that fails (a deadlock with another process, say) is not retried as a batch:
+//! each of its requests runs alone, so every caller gets its own precise outcome or error.
+//! When the database cannot be reached, the batch and everything queued behind it are
+//! answered as an outage at once, and until a statement succeeds again requests run alone,
+//! side by side, each bounded by the pool's acquire timeout — never waiting in a queue
+//! behind others that wait for the database.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -40,6 +46,8 @@ pub struct Batcher<I, O> {
     pool: PgPool,
     one: One<I, O>,
     queue: mpsc::Sender<Job<I, O>>,
+    /// The last statement found the database unreachable: requests run alone.
+    outage: Arc<AtomicBool>,
 }
 
 impl<I, O> Clone for Batcher<I, O> {
@@ -48,6 +56,7 @@ impl<I, O> Clone for Batcher<I, O> {
             pool: self.pool.clone(),
             one: self.one,
             queue: self.queue.clone(),
+            outage: Arc::clone(&self.outage),
         }
     }
 }
@@ -67,13 +76,25 @@ impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// batches smaller, and their fixed cost is what batching saves.
     pub fn start(pool: PgPool, one: One<I, O>, many: Many<I, O>) -> Self {
         let (queue, jobs) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(pool.clone(), one, many, jobs));
-        Batcher { pool, one, queue }
+        let outage = Arc::new(AtomicBool::new(false));
+        tokio::spawn(writer(pool.clone(), one, many, jobs, Arc::clone(&outage)));
+        Batcher {
+            pool,
+            one,
+            queue,
+            outage,
+        }
     }
 
-    /// Runs one request, in the next batch; alone when the queue is full or the writer
-    /// are gone (their runtime ended).
+    /// Runs one request, in the next batch; alone when the queue is full, the writer is
+    /// gone (its runtime ended) or the database was last found unreachable.
     pub async fn run(&self, input: I) -> Result<O, DbError> {
+        if self.outage.load(Ordering::Relaxed) {
+            let result = (self.one)(self.pool.clone(), input).await;
+            self.outage
+                .store(matches!(&result, Err(e) if is_outage(e)), Ordering::Relaxed);
+            return result;
+        }
         let (reply, answer) = oneshot::channel();
         let input = match self.queue.try_send(Job { input, reply }) {
             Ok(()) => {
@@ -99,6 +120,7 @@ async fn writer<I: Clone + Send + 'static, O: Send + 'static>(
     one: One<I, O>,
     many: Many<I, O>,
     mut jobs: mpsc::Receiver<Job<I, O>>,
+    outage: Arc<AtomicBool>,
 ) {
     loop {
         let mut batch = Vec::new();
@@ -116,6 +138,7 @@ async fn writer<I: Clone + Send + 'static, O: Send + 'static>(
             let inputs = batch.iter().map(|j| j.input.clone()).collect();
             match many(pool.clone(), inputs).await {
                 Ok(outputs) if outputs.len() == batch.len() => {
+                    outage.store(false, Ordering::Relaxed);
                     for (job, output) in batch.into_iter().zip(outputs) {
                         job.reply.send(Ok(output)).ok();
                     }
@@ -126,17 +149,64 @@ async fn writer<I: Clone + Send + 'static, O: Send + 'static>(
                     batch.len(),
                     outputs.len()
                 ),
+                Err(e) if is_outage(&e) => {
+                    tracing::warn!("a batch of {} failed: {e}", batch.len());
+                    outage.store(true, Ordering::Relaxed);
+                    answer_outage(batch, &mut jobs);
+                    continue;
+                }
                 Err(e) => tracing::warn!(
                     "a batch of {} failed ({e}); running each alone",
                     batch.len()
                 ),
             }
         }
-        for job in batch {
-            let result = one(pool.clone(), job.input).await;
-            job.reply.send(result).ok();
+        // Alone, but side by side: one slow request does not hold up the others.
+        let alone = batch.into_iter().map(|job| {
+            let pool = pool.clone();
+            async move {
+                let result = one(pool, job.input).await;
+                let unreachable = matches!(&result, Err(e) if is_outage(e));
+                job.reply.send(result).ok();
+                unreachable
+            }
+        });
+        let unreachable = futures_util::future::join_all(alone).await;
+        if unreachable.iter().any(|&u| u) {
+            outage.store(true, Ordering::Relaxed);
+            answer_outage(Vec::new(), &mut jobs);
+        } else {
+            outage.store(false, Ordering::Relaxed);
         }
     }
+}
+
+/// Answers `batch` and every request queued behind it as an outage (the web layer's 503
+/// with Retry-After): each of them would wait for the database again, one after another.
+fn answer_outage<I, O>(batch: Vec<Job<I, O>>, jobs: &mut mpsc::Receiver<Job<I, O>>) {
+    let mut waiting = batch;
+    while let Ok(job) = jobs.try_recv() {
+        waiting.push(job);
+    }
+    for job in waiting {
+        job.reply
+            .send(Err(DbError::Sql(sqlx::Error::PoolTimedOut)))
+            .ok();
+    }
+}
+
+/// The database cannot be reached (no connection within the pool's timeout, or the
+/// connection broke): answered as an outage, 503 with Retry-After, by the web layer.
+fn is_outage(e: &DbError) -> bool {
+    matches!(
+        e,
+        DbError::Sql(
+            sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::WorkerCrashed
+        )
+    )
 }
 
 /// Votes, recorded as [`record_vote`] does, several per statement and commit under load.

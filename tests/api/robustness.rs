@@ -182,6 +182,36 @@ async fn assert_outage_answers(base: &str, token: &str, slug: &str, assignment: 
     slowest
 }
 
+/// 16 votes and 16 `next` calls at once during an outage: every one a 503 within 2 s.
+async fn assert_concurrent_outage_answers(base: &str, token: &str, assignment: &str) -> Duration {
+    let client = reqwest::Client::new();
+    let votes = (0..16).map(|_| {
+        timed(
+            client
+                .post(format!("{base}/api/v1/assignments/{assignment}/vote"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "choice": "left", "response_ms": 1500 })),
+        )
+    });
+    let nexts =
+        (0..16).map(|_| timed(client.get(format!("{base}/api/v1/next")).bearer_auth(token)));
+    let (votes, nexts) = tokio::join!(
+        futures_util::future::join_all(votes),
+        futures_util::future::join_all(nexts)
+    );
+    let mut slowest = Duration::ZERO;
+    for r in votes.iter().chain(&nexts) {
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.retry_after.as_deref(), Some("5"));
+        slowest = slowest.max(r.elapsed);
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "slowest of 32 concurrent: {slowest:?}"
+    );
+    slowest
+}
+
 /// A study with images, open, made without a `TestApp`.
 async fn ready_study_on(db: &Db, store: &ImageStore, slug: &str) {
     let settings = StudySettings::try_from(StudyForm {
@@ -251,6 +281,10 @@ async fn postgres_gone_answers_503_with_retry_after_within_2_s_and_recovers() {
     let (token, assignment) = participant_with_assignment(&base, "outage").await;
 
     relay.stop().await;
+    // Many at once first: requests that queue for a shared statement (votes, the reads of
+    // `next`) must not wait for the database one after another.
+    let burst = assert_concurrent_outage_answers(&base, &token, &assignment).await;
+    eprintln!("outage (server gone): 32 concurrent requests, slowest 503 in {burst:?}");
     let slowest = assert_outage_answers(&base, &token, "outage", &assignment).await;
     eprintln!("outage (server gone): slowest 503 in {slowest:?}");
 
