@@ -345,9 +345,11 @@ pub async fn record_vote(pool: &PgPool, vote: &VoteInput) -> Result<VoteResult, 
 }
 
 /// [`record_vote`] for several votes in one statement, the results in the votes' order.
-/// The counters of a pair or participant that several votes touch are raised once by
-/// their number (a row is updated once per statement), pairs in id order so that
-/// concurrent batches lock them in the same order.
+/// Each vote's assignment is read by its own lateral subquery (OFFSET 0 keeps the planner
+/// from merging it into a join that hashes whole tables). The counters of a pair or
+/// participant that several votes touch are raised once by their number (a row is updated
+/// once per statement), pairs in id order so that concurrent batches lock them in the same
+/// order.
 pub async fn record_votes(pool: &PgPool, votes: &[&VoteInput]) -> Result<Vec<VoteResult>, DbError> {
     let ids: Vec<Uuid> = votes.iter().map(|v| v.assignment_id).collect();
     let tokens: Vec<&str> = votes.iter().map(|v| v.token_hash.as_str()).collect();
@@ -372,7 +374,7 @@ pub async fn record_votes(pool: &PgPool, votes: &[&VoteInput]) -> Result<Vec<Vot
              LEAST(extract(epoch FROM now() - a.issued_at) * 1000, 2147483647)::int AS issued_ms \
            FROM assignments a JOIN participants p ON p.id = a.participant_id JOIN studies s ON s.id = a.study_id \
              LEFT JOIN participant_tokens t ON t.token_hash = i.token_hash AND t.participant_id = a.participant_id \
-           WHERE a.id = i.assignment_id) x ON TRUE), \
+           WHERE a.id = i.assignment_id OFFSET 0) x ON TRUE), \
          ins AS ( \
            INSERT INTO votes (id, assignment_id, choice, response_ms, server_ms, fast) \
            SELECT a.vote_id, a.id, a.choice, COALESCE(a.response_ms, a.server_ms, a.issued_ms), a.server_ms, \
