@@ -24,7 +24,7 @@ use super::participation::{
     participant_state, participant_states, record_vote, record_votes, ParticipantState, VoteInput,
     VoteResult,
 };
-use super::DbError;
+use super::{is_db_unavailable, DbError};
 
 /// Requests served by one statement at most.
 pub const MAX_BATCH: usize = 64;
@@ -195,18 +195,10 @@ fn answer_outage<I, O>(batch: Vec<Job<I, O>>, jobs: &mut mpsc::Receiver<Job<I, O
     }
 }
 
-/// The database cannot be reached (no connection within the pool's timeout, or the
-/// connection broke): answered as an outage, 503 with Retry-After, by the web layer.
+/// The database cannot be reached ([`is_db_unavailable`]): the web layer answers 503 with
+/// Retry-After.
 fn is_outage(e: &DbError) -> bool {
-    matches!(
-        e,
-        DbError::Sql(
-            sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Io(_)
-                | sqlx::Error::WorkerCrashed
-        )
-    )
+    matches!(e, DbError::Sql(e) if is_db_unavailable(e))
 }
 
 /// Votes, recorded as [`record_vote`] does, several per statement and commit under load.

@@ -123,6 +123,30 @@ async fn first_connection(pool: &PgPool) -> Result<(), sqlx::Error> {
     }
 }
 
+/// Whether a database error means "the database cannot be reached right now" (server down,
+/// restarting, refusing connections, connection lost or pool exhausted) rather than a fault
+/// in a query. The web layer answers those 503 with `Retry-After` (the rest stay 500), and
+/// [`batch`] stops queueing requests behind them.
+pub fn is_db_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            // 08: connection exception; 53: insufficient resources (too many connections,
+            // out of memory, disk full); 57P01-57P03: shutdown, crash, still starting up.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(code, "57P01" | "57P02" | "57P03")
+                // `ALTER DATABASE ... ALLOW_CONNECTIONS false` (maintenance): 55000 with
+                // this message; other 55000 errors are query faults.
+                || (code == "55000" && db.message().contains("not currently accepting connections"))
+        }
+        _ => false,
+    }
+}
+
 /// Parses a `postgres://` URL into connection options, naming the variable on error.
 pub fn options_from_url(url: &str) -> anyhow::Result<PgConnectOptions> {
     url.parse::<PgConnectOptions>()

@@ -512,7 +512,8 @@ unsafe fn multiply(
     accumulate: bool,
     threads: Parallelism,
 ) {
-    if m == 0 || n == 0 {
+    // An empty product adds nothing; the outputs here start zeroed or from their start.
+    if m == 0 || n == 0 || k == 0 {
         return;
     }
     gemm(

@@ -6,35 +6,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use askama::Template;
 
+use crate::db::is_db_unavailable;
 use crate::study::StudyError;
 
 /// Seconds a client should wait before retrying while the database is unreachable.
 pub const OUTAGE_RETRY_AFTER_S: u32 = 5;
 /// Seconds to wait when a study has nothing to compare yet.
 const NOTHING_TO_COMPARE_RETRY_AFTER_S: u32 = 60;
-
-/// Whether a database error means "the database cannot be reached right now" (server down,
-/// restarting, refusing connections, connection lost or pool exhausted) rather than a fault
-/// in a query. Those are answered 503 with `Retry-After`; the rest stay 500.
-pub fn is_db_unavailable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code();
-            let code = code.as_deref().unwrap_or("");
-            // 08: connection exception; 53: insufficient resources (too many connections,
-            // out of memory, disk full); 57P01-57P03: shutdown, crash, still starting up.
-            code.starts_with("08")
-                || code.starts_with("53")
-                || matches!(code, "57P01" | "57P02" | "57P03")
-                // `ALTER DATABASE ... ALLOW_CONNECTIONS false` (maintenance): 55000 with
-                // this message; other 55000 errors are query faults.
-                || (code == "55000" && db.message().contains("not currently accepting connections"))
-        }
-        _ => false,
-    }
-}
 
 /// Whether a domain error is an outage of the database.
 fn is_unavailable(err: &StudyError) -> bool {
