@@ -3,6 +3,7 @@
 //! Migrations live in `migrations/` at the top of the repository.
 
 pub mod admins;
+pub mod assignments;
 pub mod batch;
 pub mod content;
 pub mod dashboard;

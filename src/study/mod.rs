@@ -9,6 +9,8 @@ pub mod error;
 pub mod export;
 pub mod images;
 pub mod input;
+pub mod known;
+pub mod next;
 pub mod participation;
 pub mod plans;
 pub mod prompts;

@@ -1,6 +1,7 @@
-//! The plans of all studies this process serves (one [`StudyPlan`] each), and what the
-//! process is to the others on its database: the issuer id it marks its comparisons with,
-//! and how often it had to re-read counts because another process issues in a study too.
+//! The plans of all studies this process serves (one [`StudyPlan`] each), what the
+//! process is to the others on its database (the issuer id it marks its comparisons with,
+//! and how often it had to re-read counts because another process issues in a study too),
+//! and the participants it served lately.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
+use super::known::KnownParticipants;
 use super::scheduler::StudyPlan;
 
 /// The plans of all studies this process serves.
@@ -18,6 +20,8 @@ pub struct Scheduler {
     issuer: Uuid,
     /// Re-reads of the counts so far (`/metrics`): none while alone on its studies.
     rereads: Arc<AtomicU64>,
+    /// The participants this process served lately.
+    known: KnownParticipants,
 }
 
 impl Default for Scheduler {
@@ -26,6 +30,7 @@ impl Default for Scheduler {
             plans: Arc::default(),
             issuer: Uuid::new_v4(),
             rereads: Arc::default(),
+            known: KnownParticipants::default(),
         }
     }
 }
@@ -33,6 +38,10 @@ impl Default for Scheduler {
 impl Scheduler {
     pub fn issuer(&self) -> Uuid {
         self.issuer
+    }
+
+    pub fn known(&self) -> &KnownParticipants {
+        &self.known
     }
 
     pub fn count_reread(&self) {

@@ -14,6 +14,7 @@ mod flow;
 mod imports;
 mod integrity;
 mod jobs_admin;
+mod remembered;
 mod robustness;
 mod scheduling;
 mod votes;
