@@ -13,8 +13,6 @@ use super::plans::{lock, Scheduler};
 use super::scheduler::StudyPlan;
 use super::{Choice, ExternalIds, Study, StudyError, StudyStatus};
 
-pub use super::next::next;
-
 /// The secret a participant's browser or client holds; only its hash is stored.
 #[derive(Debug, Clone)]
 pub struct ParticipantToken(pub String);

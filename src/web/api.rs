@@ -118,7 +118,7 @@ async fn create_participant(
 }
 
 async fn next(state: web::Data<AppState>, bearer: Bearer) -> Result<HttpResponse, ApiError> {
-    let (study, next) = participation::next(&state.db, &state.scheduler, &bearer.0).await?;
+    let (study, next) = crate::study::next::next(&state.db, &state.scheduler, &bearer.0).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(match next {

@@ -152,7 +152,7 @@ async fn compare(
     slug: extract::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let token = token_from(&req)?;
-    let (study, next) = participation::next(&state.db, &state.scheduler, &token).await?;
+    let (study, next) = crate::study::next::next(&state.db, &state.scheduler, &token).await?;
     match next {
         Next::Done { .. } => Ok(see_other(&format!("/s/{slug}/done"))),
         Next::Compare(Comparison {
@@ -244,7 +244,7 @@ async fn done(
     slug: extract::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let token = token_from(&req)?;
-    let (_, next) = participation::next(&state.db, &state.scheduler, &token).await?;
+    let (_, next) = crate::study::next::next(&state.db, &state.scheduler, &token).await?;
     match next {
         Next::Done {
             completion_code,

@@ -5,7 +5,9 @@
 #   2. arenaxl serve on a fresh database with the study of `bench votes`, its rate limits
 #      raised through the configuration, driven by wrk (tools/load/vote-cycle.lua) over
 #      $CONNECTIONS connections for $SECONDS_EACH s;
-#   3. the ratio, wrk's latency percentiles, and acknowledged votes vs votes stored.
+#   3. the ratio, wrk's latency percentiles, and acknowledged votes vs votes stored;
+#   4. the machine's CPU time per vote over the wrk window (all of it, the serve processes',
+#      wrk's; Postgres is most of the rest): steadier than throughput on a noisy machine.
 # Needs: a release build (cargo build --release), wrk and pgbench (Debian), Postgres at
 # $PGURL (default postgres://postgres@127.0.0.1:5432). Usage: tools/load/run.sh [SERVERS]
 # SERVERS > 1 starts that many `serve` processes on the database and spreads the wrk
@@ -21,6 +23,7 @@ PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
 BIN=${BIN:-target/release/arenaxl}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "/usr/bin/time is missing: apt-get install time" >&2; exit 2; }
 command -v pgbench >/dev/null || { echo "pgbench is missing: apt-get install postgresql-client" >&2; exit 2; }
 
 DB="arenaxl_load_$$"
@@ -59,13 +62,19 @@ for u in "${URLS[@]}"; do
 done
 
 PER=$(( CONNECTIONS / SERVERS ))
+# CPU time in ticks (USER_HZ, 100/s): the whole machine (user, nice, system, irq, softirq)
+# and the serve processes.
+machine_cpu() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+serve_cpu() { local t=0; for p in "${PIDS[@]}"; do t=$(( t + $(awk '{ print $14 + $15 }' "/proc/$p/stat") )); done; echo "$t"; }
+M0=$(machine_cpu); S0=$(serve_cpu)
 WRK=()
 for i in "${!URLS[@]}"; do
-    wrk -t "$PER" -c "$PER" -d "${SECONDS_EACH}s" --latency -s tools/load/vote-cycle.lua "${URLS[$i]}" \
+    /usr/bin/time -f "%U %S" -o "$WORK/wrk-cpu-$i" wrk -t "$PER" -c "$PER" -d "${SECONDS_EACH}s" --latency -s tools/load/vote-cycle.lua "${URLS[$i]}" \
         >"$WORK/wrk-$i.log" 2>&1 &
     WRK+=($!)
 done
 wait "${WRK[@]}" || true
+M1=$(machine_cpu); S1=$(serve_cpu)
 sleep 0.5
 
 ACKED=0; CYCLES=0
@@ -75,6 +84,10 @@ for i in "${!URLS[@]}"; do
     ACKED=$(( ACKED + $(awk -F= '/^ACKED=/ { print $2 }' "$log") ))
     CYCLES=$(awk -F= -v c="$CYCLES" '/^CYCLES_PER_S=/ { print c + $2 }' "$log")
 done
+WRK_S=$(cat "$WORK"/wrk-cpu-* | awk '{ s += $1 + $2 } END { print s }')
+awk -v m=$(( M1 - M0 )) -v s=$(( S1 - S0 )) -v w="$WRK_S" -v n="$ACKED" 'BEGIN { if (n > 0)
+    printf "CPU per vote cycle: %.3f ms in all, of which arenaxl %.3f ms, wrk %.3f ms, the rest (Postgres, kernel) %.3f ms\n",
+      m * 10 / n, s * 10 / n, w * 1000 / n, (m * 10 - s * 10 - w * 1000) / n }'
 STORED=$(psql -qtA "$PGURL/$DB" -c "SELECT count(*) FROM votes")
 CEILING=$(( PG_TPS / 2 ))
 echo "pgbench single-row inserts (16 clients, ${SECONDS_EACH} s): $PG_TPS tps -> two-insert ceiling $CEILING cycles/s"
