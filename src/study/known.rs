@@ -11,18 +11,41 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use super::Study;
+use super::{Allocation, Study};
 
 /// Participants remembered at most; beyond that, an arbitrary one is forgotten for each one
-/// added (a forgotten participant's next request reads them again).
-pub const CAPACITY: usize = 50_000;
+/// added (a forgotten participant's next request reads them again). An entry is about 100
+/// bytes plus 48 per comparison seen: 20,000 participants with 100 each, about 100 MB.
+pub const CAPACITY: usize = 20_000;
+
+/// What a pick needs of the participant's study.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StudyTerms {
+    pub id: Uuid,
+    pub pairs_version: i64,
+    pub gold_rate: f64,
+    pub allocation: Allocation,
+    pub assignment_timeout_s: i32,
+}
+
+impl From<&Study> for StudyTerms {
+    fn from(s: &Study) -> StudyTerms {
+        StudyTerms {
+            id: s.id,
+            pairs_version: s.pairs_version,
+            gold_rate: s.gold_rate,
+            allocation: s.allocation,
+            assignment_timeout_s: s.assignment_timeout_s,
+        }
+    }
+}
 
 /// What a process knows of a participant between their requests.
 #[derive(Debug, Clone)]
 pub struct Known {
     pub participant_id: Uuid,
-    /// The study as the last statement about this participant read it.
-    pub study: Arc<Study>,
+    /// Their study as the last statement about this participant read it.
+    pub study: StudyTerms,
     /// The (prompt, model pair) combinations they have had.
     pub seen: HashSet<(Uuid, Uuid)>,
     /// The assignment this process handed them last and has not seen answered.
@@ -117,7 +140,7 @@ mod tests {
         };
         Known {
             participant_id: Uuid::new_v4(),
-            study: Arc::new(study),
+            study: StudyTerms::from(&study),
             seen: HashSet::new(),
             open,
         }

@@ -13,7 +13,7 @@ use crate::db::assignments::{self as a, Issue, Issued, Stored};
 use crate::db::participation::ParticipantState;
 use crate::db::{studies, Db};
 
-use super::known::Known;
+use super::known::{Known, StudyTerms};
 use super::participation::{Comparison, Next, ParticipantToken, Progress};
 use super::plans::{lock, Scheduler};
 use super::scheduler::{OpenAssignment, Pick, StudyPlan};
@@ -66,7 +66,7 @@ pub async fn next(
             Round::Stale => known.forget(&hash),
         }
     }
-    let (k, facts) = match fresh {
+    let (_, facts) = match fresh {
         Some(x) => x,
         None => match read_participant(db, &hash).await? {
             Read::Answer(study, next) => return Ok((study, next)),
@@ -83,9 +83,8 @@ pub async fn next(
         return Err(StudyError::NothingToCompare);
     }
     // Nothing new is left for this participant (a small study): they are done early.
-    let study = Arc::unwrap_or_clone(k.study);
-    let next = done(&study, facts.is_prolific, false);
-    Ok((study, next))
+    let next = done(&facts.study, facts.is_prolific, false);
+    Ok((facts.study, next))
 }
 
 fn done(study: &Study, is_prolific: bool, ended_early: bool) -> Next {
@@ -107,6 +106,7 @@ enum Read {
 
 /// What the end of the study for a participant depends on, as read.
 struct Facts {
+    study: Study,
     votes_done: i32,
     is_prolific: bool,
 }
@@ -138,7 +138,7 @@ async fn read_participant(db: &Db, hash: &str) -> Result<Read, StudyError> {
         .collect();
     let mut k = Known {
         participant_id: state.participant_id,
-        study: Arc::new(study.clone()),
+        study: StudyTerms::from(&study),
         seen,
         open: None,
     };
@@ -156,6 +156,7 @@ async fn read_participant(db: &Db, hash: &str) -> Result<Read, StudyError> {
         return Ok(Read::Open(k, study, comparison));
     }
     let facts = Facts {
+        study,
         votes_done: state.votes_done,
         is_prolific: state.is_prolific,
     };
@@ -287,7 +288,7 @@ async fn pick_and_store(
         done: row.votes_done,
         target: study.votes_per_participant,
     };
-    k.study = Arc::new(study.clone());
+    k.study = StudyTerms::from(&study);
     k.open = Some(id);
     let comparison = Comparison {
         assignment_id: id,
@@ -301,7 +302,7 @@ async fn pick_and_store(
 async fn plan_for(
     db: &Db,
     scheduler: &Scheduler,
-    study: &Study,
+    study: &StudyTerms,
 ) -> Result<Arc<Mutex<StudyPlan>>, StudyError> {
     let version = study.pairs_version;
     let timeout = Duration::from_secs(study.assignment_timeout_s.max(1) as u64);
