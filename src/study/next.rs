@@ -30,7 +30,7 @@ pub async fn next(
     let hash = token.hash();
     let known = scheduler.known();
     let mut hint = known.ready(&hash);
-    let mut fresh: Option<(Known, Facts)> = None;
+    let mut fresh: Option<Facts> = None;
     // Each round either returns or learns something (a concurrent request's assignment, a
     // pair this participant has now seen, that the hint was stale); a few rounds cover any
     // realistic race.
@@ -59,22 +59,22 @@ pub async fn next(
                 known.forget(&hash);
                 // Nothing new for them, by what was just read: the end (below).
                 if let Some(facts) = facts {
-                    fresh = Some((k, facts));
+                    fresh = Some(facts);
                     break;
                 }
             }
             Round::Stale => known.forget(&hash),
         }
     }
-    let (_, facts) = match fresh {
-        Some(x) => x,
+    let facts = match fresh {
+        Some(facts) => facts,
         None => match read_participant(db, &hash).await? {
             Read::Answer(study, next) => return Ok((study, next)),
             Read::Open(k, study, comparison) => {
                 known.remember(&hash, k);
                 return Ok((study, Next::Compare(comparison)));
             }
-            Read::Pick(k, facts) => (k, facts),
+            Read::Pick(_, facts) => facts,
         },
     };
     // A study whose images are not there yet has nothing to show: never hand out a
