@@ -104,7 +104,7 @@ struct OwnPick {
 /// How stale a plan's counts may get before they are read again from the database: a
 /// re-read scans every pair of the study, so larger studies re-read less often. (At 20 µs
 /// per pair, three processes on the 300 pairs of `bench votes` re-read every 8 ms each and
-/// Postgres spent more on re-reads than on votes; at 100 µs (32 ms): 7-10 % more cycles/s
+/// Postgres used twice the CPU per vote of one process; at 100 µs (32 ms): 7-10 % more cycles/s
 /// in all, model pairs and sides still within ±2 at the end of the run. At 500 µs no
 /// faster, and model pairs 10 apart at the end of one run.)
 pub fn sync_every(pairs: usize) -> Duration {
