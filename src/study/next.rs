@@ -49,7 +49,7 @@ pub async fn next(
                 Read::Pick(k, facts) => (k, Some(facts)),
             },
         };
-        match pick_and_store(db, scheduler, &hash, &k, facts.is_some()).await? {
+        match pick_and_store(db, scheduler, &hash, k, facts.is_some()).await? {
             Round::Shown(shown) => {
                 let (k, study, comparison) = *shown;
                 known.remember(&hash, k);
@@ -173,20 +173,20 @@ enum Round {
 }
 
 /// Picks a comparison for the participant as `k` describes them and stores it, if that
-/// still holds. `read`: `k` was just read from the database (else it is remembered, and a
-/// plan that is not loaded at its version means that the study changed: read it again).
+/// still holds; `k`, updated, is what to remember of them then. `read`: `k` was just read
+/// from the database (else it is remembered, and a plan that is not loaded at its version
+/// means that the study changed: read it again).
 async fn pick_and_store(
     db: &Db,
     scheduler: &Scheduler,
     hash: &str,
-    k: &Known,
+    mut k: Known,
     read: bool,
 ) -> Result<Round, StudyError> {
-    let study = &k.study;
-    if !read && scheduler.current(study.id, study.pairs_version).is_none() {
+    let study = k.study;
+    let Some(plan) = plan_for(db, scheduler, &study, read).await? else {
         return Ok(Round::Stale);
-    }
-    let plan = plan_for(db, scheduler, study).await?;
+    };
     sync_counts(db, scheduler, &plan, study.id).await?;
     let id = Uuid::new_v4();
     let (pick, prompt, loaded_at) = {
@@ -267,7 +267,6 @@ async fn pick_and_store(
             return Ok(Round::Stale);
         }
     };
-    let mut k = k.clone();
     if let Issued::Pair {
         pair_id,
         prompt_id,
@@ -298,33 +297,40 @@ async fn pick_and_store(
     Ok(Round::Shown(Box::new((k, study, comparison))))
 }
 
-/// The study's plan at its current pairs version, loaded when missing or outdated.
+/// The study's plan at its current pairs version. When it is missing or outdated it is
+/// loaded if `may_load`; else `None` (a remembered participant's study has changed since).
 async fn plan_for(
     db: &Db,
     scheduler: &Scheduler,
     study: &StudyTerms,
-) -> Result<Arc<Mutex<StudyPlan>>, StudyError> {
+    may_load: bool,
+) -> Result<Option<Arc<Mutex<StudyPlan>>>, StudyError> {
     let version = study.pairs_version;
     let timeout = Duration::from_secs(study.assignment_timeout_s.max(1) as u64);
     if let Some(plan) = scheduler.current(study.id, version) {
         lock(&plan).timeout = timeout;
-        return Ok(plan);
+        return Ok(Some(plan));
+    }
+    if !may_load {
+        return Ok(None);
     }
     let rows = a::load_plan_rows(&db.pool, study.id).await?;
     let outcomes = studies::pair_outcomes(&db.pool, study.id).await?;
     // Loading is not atomic with the version read; re-read it so a concurrent import is not missed.
     let version_now = a::pairs_version(&db.pool, study.id).await?;
-    Ok(scheduler.install(
-        study.id,
-        StudyPlan::new(
-            version_now.min(version),
-            rows.pairs,
-            rows.gold,
-            open_assignments(rows.open),
-            timeout,
-        )
-        .with_allocation(study.allocation, &outcomes)
-        .with_loaded_at(rows.loaded_at),
+    Ok(Some(
+        scheduler.install(
+            study.id,
+            StudyPlan::new(
+                version_now.min(version),
+                rows.pairs,
+                rows.gold,
+                open_assignments(rows.open),
+                timeout,
+            )
+            .with_allocation(study.allocation, &outcomes)
+            .with_loaded_at(rows.loaded_at),
+        ),
     ))
 }
 
