@@ -6,32 +6,8 @@
 use std::collections::HashSet;
 
 use arenaxl::domain::StudyStatus;
-use serde_json::Value;
 
 use crate::common::TestApp;
-
-async fn next_at(client: &reqwest::Client, server: &str, token: &str) -> Value {
-    let resp = client
-        .get(format!("{server}/api/v1/next"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("next");
-    assert_eq!(resp.status().as_u16(), 200, "next at {server}");
-    resp.json().await.expect("json")
-}
-
-async fn vote_at(client: &reqwest::Client, server: &str, token: &str, assignment: &str) -> Value {
-    let resp = client
-        .post(format!("{server}/api/v1/assignments/{assignment}/vote"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({ "choice": "left", "response_ms": 1500 }))
-        .send()
-        .await
-        .expect("vote");
-    assert_eq!(resp.status().as_u16(), 200, "vote at {server}");
-    resp.json().await.expect("json")
-}
 
 /// A participant whose requests alternate between two servers sees every pair of a small
 /// study exactly once, with the right progress each time, and is then done — although
@@ -43,14 +19,13 @@ async fn a_participant_served_by_two_servers_sees_each_pair_once_with_true_progr
     app.ready_study("twice", 6, 0.0, 2, &["m1", "m2", "m3"])
         .await;
     let servers = [app.address.clone(), app.spawn_peer().await];
-    let client = reqwest::Client::new();
     let token = app.join("twice", "P1").await;
     let mut shown = HashSet::new();
     for k in 0..6 {
         // Three requests per vote, so each server's turn shifts: next and vote land on
         // different servers half of the time.
         let server = &servers[k % 2];
-        let next = next_at(&client, server, &token).await;
+        let next = app.next_at(server, &token).await;
         assert_eq!(
             next["progress"]["done"], k,
             "progress before vote {k}: {next}"
@@ -60,16 +35,20 @@ async fn a_participant_served_by_two_servers_sees_each_pair_once_with_true_progr
             .expect("a comparison")
             .to_string();
         assert!(shown.insert(id.clone()), "assignment {id} handed out twice");
-        let again = next_at(&client, &servers[(k + 1) % 2], &token).await;
+        let again = app.next_at(&servers[(k + 1) % 2], &token).await;
         assert_eq!(
             again["assignment_id"], next["assignment_id"],
             "the open one again"
         );
-        let voted = vote_at(&client, &servers[(k / 2) % 2], &token, &id).await;
+        let voted = app
+            .vote_at(&servers[(k / 2) % 2], &token, &id, "left")
+            .await;
+        assert_eq!(voted.status().as_u16(), 200);
+        let voted: serde_json::Value = voted.json().await.expect("json");
         assert_eq!(voted["recorded"], true);
     }
     for server in &servers {
-        let end = next_at(&client, server, &token).await;
+        let end = app.next_at(server, &token).await;
         assert_eq!(end["done"], true, "{end}");
     }
     let distinct: i64 = app

@@ -271,20 +271,36 @@ impl TestApp {
     }
 
     pub async fn next(&self, token: &str) -> Value {
+        self.next_at(&self.address, token).await
+    }
+
+    /// `next` at `server` (this app's address or a peer's).
+    pub async fn next_at(&self, server: &str, token: &str) -> Value {
         let resp = self
             .client
-            .get(self.url("/api/v1/next"))
+            .get(format!("{server}/api/v1/next"))
             .bearer_auth(token)
             .send()
             .await
             .expect("next");
-        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.status().as_u16(), 200, "next at {server}");
         resp.json().await.expect("json")
     }
 
     pub async fn vote(&self, token: &str, assignment: &str, choice: &str) -> reqwest::Response {
+        self.vote_at(&self.address, token, assignment, choice).await
+    }
+
+    /// `vote` at `server` (this app's address or a peer's).
+    pub async fn vote_at(
+        &self,
+        server: &str,
+        token: &str,
+        assignment: &str,
+        choice: &str,
+    ) -> reqwest::Response {
         self.client
-            .post(self.url(&format!("/api/v1/assignments/{assignment}/vote")))
+            .post(format!("{server}/api/v1/assignments/{assignment}/vote"))
             .bearer_auth(token)
             .json(&serde_json::json!({ "choice": choice, "response_ms": 1200 }))
             .send()
