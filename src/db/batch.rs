@@ -20,6 +20,7 @@ use futures_util::FutureExt;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::issuing::{issue, issue_many, Issue, Stored};
 use super::participation::{
     participant_state, participant_states, record_vote, record_votes, ParticipantState, VoteInput,
     VoteResult,
@@ -218,5 +219,14 @@ pub fn states(pool: PgPool) -> Batcher<String, Option<ParticipantState>> {
         pool,
         |pool, token| async move { participant_state(&pool, &token).await }.boxed(),
         |pool, tokens| async move { participant_states(&pool, &tokens).await }.boxed(),
+    )
+}
+
+/// Assignments, stored as [`issue`] does, several per statement under load.
+pub fn issues(pool: PgPool) -> Batcher<Issue, Stored> {
+    Batcher::start(
+        pool,
+        |pool, one| async move { issue(&pool, one).await }.boxed(),
+        |pool, many| async move { issue_many(&pool, many).await }.boxed(),
     )
 }

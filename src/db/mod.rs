@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod distill;
 pub mod embedded;
 pub mod generation;
+pub mod issuing;
 pub mod participation;
 pub mod studies;
 
@@ -66,6 +67,8 @@ pub struct Db {
     pub votes: batch::Batcher<participation::VoteInput, participation::VoteResult>,
     /// Participants' state for `next`, read on `pool`, several per statement under load.
     pub states: batch::Batcher<String, Option<participation::ParticipantState>>,
+    /// Assignments stored on `relaxed`, several per statement under load.
+    pub issues: batch::Batcher<issuing::Issue, issuing::Stored>,
 }
 
 /// How long a request waits for a connection before giving up. Short, so that with the
@@ -99,6 +102,7 @@ impl Db {
         Ok(Db {
             votes: batch::votes(pool.clone()),
             states: batch::states(pool.clone()),
+            issues: batch::issues(relaxed.clone()),
             pool,
             relaxed,
         })

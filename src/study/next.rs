@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::db::assignments::{self as a, Issue, Issued, Stored};
+use crate::db::assignments as a;
+use crate::db::issuing::{Issue, Issued, Stored};
 use crate::db::participation::ParticipantState;
 use crate::db::{studies, Db};
 
@@ -247,13 +248,13 @@ async fn pick_and_store(
     let issue = Issue {
         id,
         participant_id: k.participant_id,
-        token_hash: hash,
+        token_hash: hash.to_string(),
         study_id: study.id,
         pairs_version: study.pairs_version,
         what,
     };
     let issued_at = Instant::now();
-    let stored = match a::issue(&db.relaxed, &issue).await {
+    let stored = match db.issues.run(issue).await {
         Ok(stored) => stored,
         Err(e) => {
             lock(&plan).unissue(id);

@@ -13,6 +13,7 @@ mod embedded;
 mod flow;
 mod imports;
 mod integrity;
+mod issuing;
 mod jobs_admin;
 mod remembered;
 mod robustness;
