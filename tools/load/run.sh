@@ -5,7 +5,8 @@
 #   2. arenaxl serve on a fresh database with the study of `bench votes`, its rate limits
 #      raised through the configuration, driven by wrk (tools/load/vote-cycle.lua) over
 #      $CONNECTIONS connections for $SECONDS_EACH s;
-#   3. the ratio, wrk's latency percentiles, and acknowledged votes vs votes stored;
+#   3. the ratio, wrk's latency percentiles, acknowledged votes vs votes stored, and the
+#      balance (comparisons per model pair, model A's sides);
 #   4. the machine's CPU time per vote over the wrk window (all of it, the serve processes',
 #      wrk's; Postgres is most of the rest): steadier than throughput on a noisy machine.
 # Needs: a release build (cargo build --release), wrk and pgbench (Debian), Postgres at
@@ -94,4 +95,10 @@ echo "pgbench single-row inserts (16 clients, ${SECONDS_EACH} s): $PG_TPS tps ->
 awk -v c="$CYCLES" -v ceil="$CEILING" -v n="$SERVERS" -v conn="$CONNECTIONS" \
     'BEGIN { printf "arenaxl (%d serve process(es), %d connections): %.0f vote cycles/s = %.1f %% of the ceiling\n", n, conn, c, 100 * c / ceil }'
 echo "acknowledged $ACKED, stored $STORED: $([ "$ACKED" -le "$STORED" ] && echo 'nothing lost' || echo 'VOTES LOST')"
+# The balance every process keeps together: comparisons per model pair, and model A's side.
+psql -qtA -F ' ' "$PGURL/$DB" -c "SELECT string_agg(n::text, ' / ' ORDER BY m), max(n) - min(n), max(abs(2 * l - n))
+    FROM (SELECT a.model_pair_id m, count(*) n, sum((a.left_image = p.image_a)::int) l
+          FROM assignments a JOIN pairs p ON p.id = a.pair_id WHERE NOT a.gold GROUP BY 1) x" |
+    awk '{ printf "comparisons per model pair: %s (spread %s); model A left minus right, worst pair: %s\n", substr($0, 1, length($0) - length($NF) - length($(NF-1)) - 2), $(NF-1), $NF }'
+
 [ "$ACKED" -le "$STORED" ]
