@@ -2,6 +2,8 @@
 //! batch of concurrent `next` requests, see [`super::batch`]), each checked against the
 //! database as it stands, each with its own outcome.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
@@ -69,6 +71,49 @@ pub enum Stored {
     /// The participant has already had this prompt and model pair.
     Seen,
 }
+
+/// The statement of [`issue_many`], built once (it embeds [`COLUMNS_OF_S`]).
+static ISSUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int8[], \
+             $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[], $12::uuid[], \
+             $13::timestamptz[]) WITH ORDINALITY AS i(id, participant_id, token_hash, study_id, version, \
+             pair_id, prompt_id, model_pair_id, image_a, image_b, broken_side, issuer, since, n)), \
+         g AS (SELECT i.n, x.* FROM i JOIN LATERAL ( \
+             SELECT {COLUMNS_OF_S}, p.votes_done, p.prolific_pid IS NOT NULL AS is_prolific, \
+               EXISTS (SELECT 1 FROM assignments a WHERE a.participant_id = p.id AND a.closed_at IS NULL) AS has_open, \
+               (i.model_pair_id IS NOT NULL AND EXISTS (SELECT 1 FROM assignments a WHERE a.participant_id = p.id \
+                 AND a.prompt_id = i.prompt_id AND a.model_pair_id = i.model_pair_id AND NOT a.gold)) AS seen \
+             FROM participant_tokens t JOIN participants p ON p.id = t.participant_id \
+               JOIN studies s ON s.id = p.study_id \
+             WHERE t.token_hash = i.token_hash AND p.id = i.participant_id AND s.id = i.study_id \
+               AND s.pairs_version = i.version AND s.status IN ('open', 'closing') \
+               AND p.votes_done < s.votes_per_participant OFFSET 0) x ON TRUE), \
+         ok AS (SELECT DISTINCT ON (i.participant_id) i.* FROM i JOIN g ON g.n = i.n \
+             WHERE NOT g.has_open AND NOT g.seen ORDER BY i.participant_id, i.n), \
+         lk AS (SELECT m.id, m.sides, m.last_issuer, m.last_issued_at FROM model_pairs m \
+             WHERE m.id IN (SELECT model_pair_id FROM ok) ORDER BY m.id FOR UPDATE), \
+         up AS (UPDATE model_pairs m SET sides = m.sides + c.k, last_issuer = c.issuer, last_issued_at = now() \
+             FROM (SELECT model_pair_id, count(*) AS k, (array_agg(issuer))[1] AS issuer FROM ok \
+                   WHERE model_pair_id IS NOT NULL GROUP BY model_pair_id) c \
+             WHERE m.id = c.model_pair_id RETURNING m.id), \
+         r AS (SELECT ok.*, lk.sides + row_number() OVER (PARTITION BY ok.model_pair_id ORDER BY ok.n) - 1 AS k \
+             FROM ok LEFT JOIN lk ON lk.id = ok.model_pair_id), \
+         sd AS (SELECT r.*, (get_byte(decode(md5(r.model_pair_id::text || ':' || (r.k / 2)::text), 'hex'), 0) % 2 = 1) \
+             <> (r.k % 2 = 1) AS a_left FROM r), \
+         ins AS (INSERT INTO assignments (id, participant_id, study_id, pair_id, prompt_id, model_pair_id, \
+               left_image, right_image, gold, gold_broken_side) \
+             SELECT id, participant_id, study_id, pair_id, prompt_id, model_pair_id, \
+               CASE WHEN a_left IS NOT FALSE THEN image_a ELSE image_b END, \
+               CASE WHEN a_left IS NOT FALSE THEN image_b ELSE image_a END, \
+               broken_side IS NOT NULL, broken_side FROM sd ORDER BY n \
+             ON CONFLICT DO NOTHING RETURNING id, left_image) \
+         SELECT g.*, ins.id IS NOT NULL AS stored, COALESCE(ins.left_image = i.image_a, TRUE) AS a_left, \
+           COALESCE(lk.last_issuer <> i.issuer AND lk.last_issued_at >= i.since, FALSE) AS other \
+         FROM g JOIN i ON i.n = g.n LEFT JOIN ins ON ins.id = i.id LEFT JOIN lk ON lk.id = i.model_pair_id \
+         ORDER BY g.n"
+    )
+});
 
 /// [`issue_many`] for one assignment.
 pub async fn issue(pool: &PgPool, issue: Issue) -> Result<Stored, DbError> {
@@ -161,60 +206,22 @@ pub async fn issue_many(pool: &PgPool, issues: Vec<Issue>) -> Result<Vec<Stored>
         #[sqlx(flatten)]
         issued: IssuedRow,
     }
-    let rows = sqlx::query_as::<_, Row>(&format!(
-        "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int8[], \
-             $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::uuid[], $11::text[], $12::uuid[], \
-             $13::timestamptz[]) WITH ORDINALITY AS i(id, participant_id, token_hash, study_id, version, \
-             pair_id, prompt_id, model_pair_id, image_a, image_b, broken_side, issuer, since, n)), \
-         g AS (SELECT i.n, x.* FROM i JOIN LATERAL ( \
-             SELECT {COLUMNS_OF_S}, p.votes_done, p.prolific_pid IS NOT NULL AS is_prolific, \
-               EXISTS (SELECT 1 FROM assignments a WHERE a.participant_id = p.id AND a.closed_at IS NULL) AS has_open, \
-               (i.model_pair_id IS NOT NULL AND EXISTS (SELECT 1 FROM assignments a WHERE a.participant_id = p.id \
-                 AND a.prompt_id = i.prompt_id AND a.model_pair_id = i.model_pair_id AND NOT a.gold)) AS seen \
-             FROM participant_tokens t JOIN participants p ON p.id = t.participant_id \
-               JOIN studies s ON s.id = p.study_id \
-             WHERE t.token_hash = i.token_hash AND p.id = i.participant_id AND s.id = i.study_id \
-               AND s.pairs_version = i.version AND s.status IN ('open', 'closing') \
-               AND p.votes_done < s.votes_per_participant OFFSET 0) x ON TRUE), \
-         ok AS (SELECT DISTINCT ON (i.participant_id) i.* FROM i JOIN g ON g.n = i.n \
-             WHERE NOT g.has_open AND NOT g.seen ORDER BY i.participant_id, i.n), \
-         lk AS (SELECT m.id, m.sides, m.last_issuer, m.last_issued_at FROM model_pairs m \
-             WHERE m.id IN (SELECT model_pair_id FROM ok) ORDER BY m.id FOR UPDATE), \
-         up AS (UPDATE model_pairs m SET sides = m.sides + c.k, last_issuer = c.issuer, last_issued_at = now() \
-             FROM (SELECT model_pair_id, count(*) AS k, (array_agg(issuer))[1] AS issuer FROM ok \
-                   WHERE model_pair_id IS NOT NULL GROUP BY model_pair_id) c \
-             WHERE m.id = c.model_pair_id RETURNING m.id), \
-         r AS (SELECT ok.*, lk.sides + row_number() OVER (PARTITION BY ok.model_pair_id ORDER BY ok.n) - 1 AS k \
-             FROM ok LEFT JOIN lk ON lk.id = ok.model_pair_id), \
-         sd AS (SELECT r.*, (get_byte(decode(md5(r.model_pair_id::text || ':' || (r.k / 2)::text), 'hex'), 0) % 2 = 1) \
-             <> (r.k % 2 = 1) AS a_left FROM r), \
-         ins AS (INSERT INTO assignments (id, participant_id, study_id, pair_id, prompt_id, model_pair_id, \
-               left_image, right_image, gold, gold_broken_side) \
-             SELECT id, participant_id, study_id, pair_id, prompt_id, model_pair_id, \
-               CASE WHEN a_left IS NOT FALSE THEN image_a ELSE image_b END, \
-               CASE WHEN a_left IS NOT FALSE THEN image_b ELSE image_a END, \
-               broken_side IS NOT NULL, broken_side FROM sd ORDER BY n \
-             ON CONFLICT DO NOTHING RETURNING id, left_image) \
-         SELECT g.*, ins.id IS NOT NULL AS stored, COALESCE(ins.left_image = i.image_a, TRUE) AS a_left, \
-           COALESCE(lk.last_issuer <> i.issuer AND lk.last_issued_at >= i.since, FALSE) AS other \
-         FROM g JOIN i ON i.n = g.n LEFT JOIN ins ON ins.id = i.id LEFT JOIN lk ON lk.id = i.model_pair_id \
-         ORDER BY g.n"
-    ))
-    .bind(&ids)
-    .bind(&participants)
-    .bind(&tokens)
-    .bind(&studies)
-    .bind(&versions)
-    .bind(&pairs)
-    .bind(&prompts)
-    .bind(&model_pairs)
-    .bind(&images_a)
-    .bind(&images_b)
-    .bind(&broken)
-    .bind(&issuers)
-    .bind(&since)
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query_as::<_, Row>(&ISSUE)
+        .bind(&ids)
+        .bind(&participants)
+        .bind(&tokens)
+        .bind(&studies)
+        .bind(&versions)
+        .bind(&pairs)
+        .bind(&prompts)
+        .bind(&model_pairs)
+        .bind(&images_a)
+        .bind(&images_b)
+        .bind(&broken)
+        .bind(&issuers)
+        .bind(&since)
+        .fetch_all(pool)
+        .await?;
     let mut outcomes: Vec<Stored> = (0..n).map(|_| Stored::Refused).collect();
     for row in rows {
         let Some(slot) = usize::try_from(row.n - 1)

@@ -1,7 +1,9 @@
 //! Queries behind the participant flow: participants, what the next request needs to know
 //! of one, and votes. Each step is one statement; the participant read and the vote take
 //! several requests at once (`super::batch` shares them under load). Storing assignments
-//! is in `super::assignments`.
+//! is in `super::issuing`.
+
+use std::sync::LazyLock;
 
 use super::DbError;
 use sqlx::{FromRow, PgPool};
@@ -135,19 +137,9 @@ pub async fn participant_state(
     Ok(states.pop().flatten())
 }
 
-/// [`participant_state`] for several tokens in one statement, in their order (requests
-/// sharing a statement under load: see [`super::batch`]).
-pub async fn participant_states(
-    pool: &PgPool,
-    tokens: &[String],
-) -> Result<Vec<Option<ParticipantState>>, DbError> {
-    #[derive(FromRow)]
-    struct Row {
-        n: i64,
-        #[sqlx(flatten)]
-        state: ParticipantState,
-    }
-    let rows = sqlx::query_as::<_, Row>(&format!(
+/// The statement of [`participant_states`], built once (it embeds [`COLUMNS_OF_S`]).
+static STATES: LazyLock<String> = LazyLock::new(|| {
+    format!(
         // Each token looked up by its own lateral subquery, kept apart by OFFSET 0 (else the
         // planner merges it into one join and, on small tables, hashes whole tables per
         // statement): index lookups whatever the array's length and the tables' sizes.
@@ -163,10 +155,25 @@ pub async fn participant_states(
              SELECT a.id, pr.text FROM assignments a JOIN prompts pr ON pr.id = a.prompt_id \
              WHERE a.participant_id = p.id AND a.closed_at IS NULL) o ON TRUE \
            WHERE t.token_hash = i.token_hash OFFSET 0) x ON TRUE"
-    ))
-    .bind(tokens)
-    .fetch_all(pool)
-    .await?;
+    )
+});
+
+/// [`participant_state`] for several tokens in one statement, in their order (requests
+/// sharing a statement under load: see [`super::batch`]).
+pub async fn participant_states(
+    pool: &PgPool,
+    tokens: &[String],
+) -> Result<Vec<Option<ParticipantState>>, DbError> {
+    #[derive(FromRow)]
+    struct Row {
+        n: i64,
+        #[sqlx(flatten)]
+        state: ParticipantState,
+    }
+    let rows = sqlx::query_as::<_, Row>(&STATES)
+        .bind(tokens)
+        .fetch_all(pool)
+        .await?;
     let mut states: Vec<Option<ParticipantState>> = tokens.iter().map(|_| None).collect();
     for row in rows {
         let Some(slot) = usize::try_from(row.n - 1)
