@@ -4,6 +4,7 @@
 //! for whom that check fails — is read from the database first.
 
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use crate::db::issuing::{Issue, Issued, Stored};
 use crate::db::participation::ParticipantState;
 use crate::db::{studies, Db};
 
-use super::known::{Known, StudyTerms};
+use super::known::{Known, KnownParticipants, StudyTerms};
 use super::participation::{Comparison, Next, ParticipantToken, Progress};
 use super::plans::{lock, Scheduler};
 use super::scheduler::{OpenAssignment, Pick, StudyPlan};
@@ -38,16 +39,9 @@ pub async fn next(
     for _ in 0..8 {
         let (k, facts) = match hint.take() {
             Some(k) => (k, None),
-            None => match read_participant(db, &hash).await? {
-                Read::Answer(study, next) => {
-                    known.forget(&hash);
-                    return Ok((study, next));
-                }
-                Read::Open(k, study, comparison) => {
-                    known.remember(&hash, k);
-                    return Ok((study, Next::Compare(comparison)));
-                }
-                Read::Pick(k, facts) => (k, Some(facts)),
+            None => match read_participant(db, &hash).await?.settle(known, &hash) {
+                ControlFlow::Break(answer) => return Ok(answer),
+                ControlFlow::Continue((k, facts)) => (k, Some(facts)),
             },
         };
         match pick_and_store(db, scheduler, &hash, k, facts.is_some()).await? {
@@ -69,13 +63,9 @@ pub async fn next(
     }
     let facts = match fresh {
         Some(facts) => facts,
-        None => match read_participant(db, &hash).await? {
-            Read::Answer(study, next) => return Ok((study, next)),
-            Read::Open(k, study, comparison) => {
-                known.remember(&hash, k);
-                return Ok((study, Next::Compare(comparison)));
-            }
-            Read::Pick(_, facts) => facts,
+        None => match read_participant(db, &hash).await?.settle(known, &hash) {
+            ControlFlow::Break(answer) => return Ok(answer),
+            ControlFlow::Continue((_, facts)) => facts,
         },
     };
     // A study whose images are not there yet has nothing to show: never hand out a
@@ -103,6 +93,28 @@ enum Read {
     /// They have an unanswered assignment: show it again.
     Open(Known, Study, Comparison),
     Pick(Known, Facts),
+}
+
+impl Read {
+    /// The answer a read gives at once (the end, or the open comparison again), with the
+    /// participant remembered or forgotten accordingly; else what a pick starts from.
+    fn settle(
+        self,
+        known: &KnownParticipants,
+        hash: &str,
+    ) -> ControlFlow<(Study, Next), (Known, Facts)> {
+        match self {
+            Read::Answer(study, next) => {
+                known.forget(hash);
+                ControlFlow::Break((study, next))
+            }
+            Read::Open(k, study, comparison) => {
+                known.remember(hash, k);
+                ControlFlow::Break((study, Next::Compare(comparison)))
+            }
+            Read::Pick(k, facts) => ControlFlow::Continue((k, facts)),
+        }
+    }
 }
 
 /// What the end of the study for a participant depends on, as read.
